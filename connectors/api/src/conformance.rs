@@ -19,13 +19,13 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mirror_model::{
-    AccountId, ClientOrderId, InstrumentSpec, OrderIntent, OrderKind, OrderRequest, PositionChange,
-    PositionId, Price, Qty, Rounding, Side, SignalId, Symbol, TimeInForce,
+    AccountId, ClientOrderId, InstrumentSpec, OrderIntent, OrderKind, OrderRequest, PositionChange, PositionId, Price,
+    Qty, Rounding, Side, SignalId, Symbol, TimeInForce,
 };
 
 use crate::{
-    CancelRequest, CloseRequest, Connector, ConnectorError, ConnectorEvent, EventStream,
-    ModifyRequest, OrderReportKind, Quote, RejectCode,
+    CancelRequest, CloseRequest, Connector, ConnectorError, ConnectorEvent, EventStream, ModifyRequest,
+    OrderReportKind, Quote, RejectCode,
 };
 
 /// What the kit trades with.
@@ -102,11 +102,7 @@ fn fail(check: &'static str, detail: impl Into<String>) -> ConformanceFailure {
     }
 }
 
-fn call<T>(
-    check: &'static str,
-    what: &str,
-    result: Result<T, ConnectorError>,
-) -> Result<T, ConformanceFailure> {
+fn call<T>(check: &'static str, what: &str, result: Result<T, ConnectorError>) -> Result<T, ConformanceFailure> {
     result.map_err(|error| fail(check, format!("{what} failed: {error}")))
 }
 
@@ -141,19 +137,10 @@ impl Watch {
             match tokio::time::timeout_at(deadline, self.stream.recv_async()).await {
                 Ok(Ok(event)) => self.seen.push(event),
                 Ok(Err(_)) => {
-                    return Err(fail(
-                        check,
-                        format!("event stream closed while waiting for {what}"),
-                    ));
+                    return Err(fail(check, format!("event stream closed while waiting for {what}")));
                 }
                 Err(_) => {
-                    let recent: Vec<String> = self
-                        .seen
-                        .iter()
-                        .rev()
-                        .take(5)
-                        .map(|e| format!("{e:?}"))
-                        .collect();
+                    let recent: Vec<String> = self.seen.iter().rev().take(5).map(|e| format!("{e:?}")).collect();
                     return Err(fail(
                         check,
                         format!(
@@ -219,10 +206,7 @@ impl Watch {
                 if report.client_id == Some(client_id) && matches!(report.kind, OrderReportKind::Filled(_)))
         });
         if duplicate {
-            return Err(fail(
-                check,
-                format!("{client_id} filled again after being resent"),
-            ));
+            return Err(fail(check, format!("{client_id} filled again after being resent")));
         }
         Ok(())
     }
@@ -280,8 +264,7 @@ pub async fn run(
     let check = "instruments";
     let instruments = call(check, "instruments", connector.instruments().await)?;
     for spec in &instruments {
-        spec.validate()
-            .map_err(|error| fail(check, error.to_string()))?;
+        spec.validate().map_err(|error| fail(check, error.to_string()))?;
     }
     let spec = *instruments
         .iter()
@@ -328,10 +311,7 @@ pub async fn run(
         unreachable!("matched a quote")
     };
     if !bid.is_positive() || ask < bid {
-        return Err(fail(
-            check,
-            format!("quote bid {bid} ask {ask} is not a market"),
-        ));
+        return Err(fail(check, format!("quote bid {bid} ask {ask} is not a market")));
     }
     report.passed.push(check);
 
@@ -379,35 +359,24 @@ pub async fn run(
         }
         Err(ConnectorError::Rejected(reason)) if reason.code == RejectCode::DuplicateClientId => {}
         Err(other) => {
-            return Err(fail(
-                check,
-                format!("resending {open_id} failed with {other}"),
-            ));
+            return Err(fail(check, format!("resending {open_id} failed with {other}")));
         }
     }
-    watch
-        .expect_no_fill(check, open_id, target.quiet_period)
-        .await?;
+    watch.expect_no_fill(check, open_id, target.quiet_period).await?;
     report.passed.push(check);
 
     let check = "positions are listed";
     let positions = call(check, "open_positions", connector.open_positions().await)?;
-    let position = positions
-        .iter()
-        .find(|p| p.id == position_id)
-        .ok_or_else(|| {
-            fail(
-                check,
-                format!("{position_id} is not among the open positions {positions:?}"),
-            )
-        })?;
+    let position = positions.iter().find(|p| p.id == position_id).ok_or_else(|| {
+        fail(
+            check,
+            format!("{position_id} is not among the open positions {positions:?}"),
+        )
+    })?;
     if position.side != Side::Buy || position.qty != qty || position.symbol != spec.symbol {
         return Err(fail(
             check,
-            format!(
-                "expected a {qty} {} buy, the broker lists {position:?}",
-                spec.symbol
-            ),
+            format!("expected a {qty} {} buy, the broker lists {position:?}", spec.symbol),
         ));
     }
     report.passed.push(check);
@@ -452,10 +421,7 @@ pub async fn run(
         watch.expect_filled(check, partial_id, spec.min_qty).await?;
         remaining = qty - spec.min_qty;
         let positions = call(check, "open_positions", connector.open_positions().await)?;
-        let listed = positions
-            .iter()
-            .find(|p| p.id == position_id)
-            .map(|p| p.qty);
+        let listed = positions.iter().find(|p| p.id == position_id).map(|p| p.qty);
         if listed != Some(remaining) {
             return Err(fail(
                 check,
@@ -483,10 +449,7 @@ pub async fn run(
         .await?;
     let positions = call(check, "open_positions", connector.open_positions().await)?;
     if positions.iter().any(|p| p.id == position_id) {
-        return Err(fail(
-            check,
-            format!("{position_id} is still listed after its close"),
-        ));
+        return Err(fail(check, format!("{position_id} is still listed after its close")));
     }
     report.passed.push(check);
 
@@ -496,9 +459,7 @@ pub async fn run(
     let limit = OrderRequest {
         client_id: limit_id,
         kind: OrderKind::Limit {
-            price: spec
-                .round_price(far_below, Rounding::Down)
-                .max(spec.tick_size),
+            price: spec.round_price(far_below, Rounding::Down).max(spec.tick_size),
         },
         qty: spec.min_qty,
         ..open
@@ -527,10 +488,7 @@ pub async fn run(
         .await?;
     let orders = call(check, "open_orders", connector.open_orders().await)?;
     if orders.iter().any(|o| o.client_id == Some(limit_id)) {
-        return Err(fail(
-            check,
-            format!("{limit_id} is still listed after its cancel"),
-        ));
+        return Err(fail(check, format!("{limit_id} is still listed after its cancel")));
     }
     report.passed.push(check);
 
@@ -540,20 +498,13 @@ pub async fn run(
         symbol: Symbol::new("NO.SUCH.SYMBOL").expect("valid symbol text"),
         ..open
     };
-    expect_refusal(
-        check,
-        connector.place(&unknown).await,
-        RejectCode::UnknownSymbol,
-    )?;
+    expect_refusal(check, connector.place(&unknown).await, RejectCode::UnknownSymbol)?;
     report.passed.push(check);
 
     let check = "invalid quantity is refused";
     let off_step = Qty::from_raw(spec.min_qty.raw() + spec.lot_step.raw() / 2);
     for bad_qty in [Qty::ZERO, off_step, spec.max_qty + spec.lot_step] {
-        if bad_qty.raw() % spec.lot_step.raw() == 0
-            && bad_qty.is_positive()
-            && bad_qty <= spec.max_qty
-        {
+        if bad_qty.raw() % spec.lot_step.raw() == 0 && bad_qty.is_positive() && bad_qty <= spec.max_qty {
             continue;
         }
         let bad = OrderRequest {
@@ -565,10 +516,7 @@ pub async fn run(
     }
     let positions = call(check, "open_positions", connector.open_positions().await)?;
     if positions.iter().any(|p| p.symbol == spec.symbol) {
-        return Err(fail(
-            check,
-            format!("a refused order left a position: {positions:?}"),
-        ));
+        return Err(fail(check, format!("a refused order left a position: {positions:?}")));
     }
     report.passed.push(check);
 
@@ -580,10 +528,7 @@ pub async fn run(
     match connector.cancel(&ghost).await {
         Err(ConnectorError::Rejected(reason)) if reason.code == RejectCode::NotFound => {}
         other => {
-            return Err(fail(
-                check,
-                format!("expected a NotFound refusal, got {other:?}"),
-            ));
+            return Err(fail(check, format!("expected a NotFound refusal, got {other:?}")));
         }
     }
     report.passed.push(check);
@@ -598,9 +543,6 @@ fn expect_refusal<T: fmt::Debug>(
 ) -> Result<(), ConformanceFailure> {
     match result {
         Err(ConnectorError::Rejected(reason)) if reason.code == code => Ok(()),
-        other => Err(fail(
-            check,
-            format!("expected a {code:?} refusal, got {other:?}"),
-        )),
+        other => Err(fail(check, format!("expected a {code:?} refusal, got {other:?}"))),
     }
 }

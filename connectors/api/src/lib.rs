@@ -31,9 +31,8 @@ mod types;
 
 pub use error::ConnectorError;
 pub use types::{
-    AccountSnapshot, CancelRequest, CloseRequest, ConnectionState, ConnectorEvent, ModifyRequest,
-    OrderReport, OrderReportKind, PlaceAck, Quote, RejectCode, RejectReason, SessionInfo,
-    WorkingOrder,
+    AccountSnapshot, CancelRequest, CloseRequest, ConnectionState, ConnectorEvent, ModifyRequest, OrderReport,
+    OrderReportKind, PlaceAck, Quote, RejectCode, RejectReason, SessionInfo, WorkingOrder,
 };
 
 /// The receiving end of a connector's event stream.

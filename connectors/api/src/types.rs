@@ -3,8 +3,8 @@
 use std::fmt;
 
 use mirror_model::{
-    BrokerOrderId, ClientOrderId, Fill, Money, OrderKind, PositionEffect, PositionId, Price, Qty,
-    Side, Symbol, TimeInForce,
+    BrokerOrderId, ClientOrderId, Fill, Money, OrderKind, PositionEffect, PositionId, Price, Qty, Side, Symbol,
+    TimeInForce,
 };
 
 /// Who the connector is logged in as.
@@ -226,6 +226,9 @@ pub enum ConnectionState {
 pub enum ConnectorEvent {
     /// An execution report.
     Order(OrderReport),
+    /// A working (pending) order appeared, including one the user placed by hand (this is
+    /// how a leader's pending orders are copied).
+    Working(WorkingOrder),
     /// A position opened, changed or closed: for any reason, including trades the user made
     /// by hand (this is how a leader account's own trading is seen).
     Position(PositionEffect),

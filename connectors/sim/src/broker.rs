@@ -9,14 +9,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mirror_connector::{
-    AccountSnapshot, CancelRequest, CloseRequest, ConnectionState, ConnectorError, ConnectorEvent,
-    ModifyRequest, OrderReport, OrderReportKind, PlaceAck, Quote, RejectCode, RejectReason,
-    WorkingOrder,
+    AccountSnapshot, CancelRequest, CloseRequest, ConnectionState, ConnectorError, ConnectorEvent, ModifyRequest,
+    OrderReport, OrderReportKind, PlaceAck, Quote, RejectCode, RejectReason, WorkingOrder,
 };
 use mirror_model::{
-    AccountMode, BrokerOrderId, ClientOrderId, Fill, InstrumentSpec, Money, OrderIntent, OrderKind,
-    OrderRequest, Position, PositionBook, PositionChange, PositionId, Price, Qty, Side, Symbol,
-    TimeInForce,
+    AccountMode, BrokerOrderId, ClientOrderId, Fill, InstrumentSpec, Money, OrderIntent, OrderKind, OrderRequest,
+    Position, PositionBook, PositionChange, PositionId, Price, Qty, Side, Symbol, TimeInForce,
 };
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -363,9 +361,7 @@ fn check_stops(
     {
         return Err(refuse(
             RejectCode::InvalidStops,
-            format!(
-                "stop loss {level} must be on the losing side of the market {close_at} for a {side}"
-            ),
+            format!("stop loss {level} must be on the losing side of the market {close_at} for a {side}"),
         ));
     }
     if let Some(level) = take_profit
@@ -373,9 +369,7 @@ fn check_stops(
     {
         return Err(refuse(
             RejectCode::InvalidStops,
-            format!(
-                "take profit {level} must be on the winning side of the market {close_at} for a {side}"
-            ),
+            format!("take profit {level} must be on the winning side of the market {close_at} for a {side}"),
         ));
     }
     Ok(())
@@ -444,13 +438,10 @@ impl SimBroker {
                     ),
                 });
             }
-            instrument
-                .spec
-                .validate()
-                .map_err(|error| SimError::BadInstrument {
-                    account: config.name.clone(),
-                    detail: error.to_string(),
-                })?;
+            instrument.spec.validate().map_err(|error| SimError::BadInstrument {
+                account: config.name.clone(),
+                detail: error.to_string(),
+            })?;
             instruments.insert(instrument.spec.symbol, instrument);
         }
         let capacity = self.shared.config.event_capacity.max(16);
@@ -515,11 +506,7 @@ impl SimBroker {
     fn with_account<T>(
         &self,
         name: &str,
-        f: impl FnOnce(
-            &mut Account,
-            &BTreeMap<Symbol, Market>,
-            &mut SimStats,
-        ) -> Result<T, ConnectorError>,
+        f: impl FnOnce(&mut Account, &BTreeMap<Symbol, Market>, &mut SimStats) -> Result<T, ConnectorError>,
     ) -> Result<T, ConnectorError> {
         let mut state = self.lock();
         let State {
@@ -528,16 +515,13 @@ impl SimBroker {
             stats,
             ..
         } = &mut *state;
-        let account = accounts.get_mut(name).ok_or_else(|| {
-            ConnectorError::Protocol(format!("the simulated broker has no account `{name}`"))
-        })?;
+        let account = accounts
+            .get_mut(name)
+            .ok_or_else(|| ConnectorError::Protocol(format!("the simulated broker has no account `{name}`")))?;
         f(account, markets, stats)
     }
 
-    pub(crate) fn events(
-        &self,
-        account: &str,
-    ) -> Result<flume::Receiver<ConnectorEvent>, SimError> {
+    pub(crate) fn events(&self, account: &str) -> Result<flume::Receiver<ConnectorEvent>, SimError> {
         let state = self.lock();
         let found = state
             .accounts
@@ -546,22 +530,14 @@ impl SimBroker {
         Ok(found.rx.clone())
     }
 
-    pub(crate) fn set_connected(
-        &self,
-        account: &str,
-        connected: bool,
-        reason: &str,
-    ) -> Result<(), ConnectorError> {
+    pub(crate) fn set_connected(&self, account: &str, connected: bool, reason: &str) -> Result<(), ConnectorError> {
         self.with_account(account, |account, _, stats| {
             if account.connected == connected {
                 return Ok(());
             }
             if connected {
                 account.connected = true;
-                account.emit(
-                    ConnectorEvent::Connection(ConnectionState::Connected),
-                    stats,
-                );
+                account.emit(ConnectorEvent::Connection(ConnectionState::Connected), stats);
             } else {
                 account.emit(
                     ConnectorEvent::Connection(ConnectionState::Disconnected {
@@ -576,18 +552,13 @@ impl SimBroker {
     }
 
     pub(crate) fn is_connected(&self, account: &str) -> bool {
-        self.lock()
-            .accounts
-            .get(account)
-            .is_some_and(|a| a.connected)
+        self.lock().accounts.get(account).is_some_and(|a| a.connected)
     }
 
     /// Drops an account's session as a network failure would (the engine should reconnect).
     pub fn cut_session(&self, account: &str) -> Result<(), SimError> {
         let mut state = self.lock();
-        let State {
-            accounts, stats, ..
-        } = &mut *state;
+        let State { accounts, stats, .. } = &mut *state;
         let found = accounts
             .get_mut(account)
             .ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
@@ -601,13 +572,8 @@ impl SimBroker {
         Ok(())
     }
 
-    pub(crate) fn session_info(
-        &self,
-        account: &str,
-    ) -> Result<(String, AccountMode), ConnectorError> {
-        self.with_account(account, |account, _, _| {
-            Ok((account.currency.clone(), account.mode))
-        })
+    pub(crate) fn session_info(&self, account: &str) -> Result<(String, AccountMode), ConnectorError> {
+        self.with_account(account, |account, _, _| Ok((account.currency.clone(), account.mode)))
     }
 
     pub(crate) fn instruments(&self, account: &str) -> Result<Vec<InstrumentSpec>, ConnectorError> {
@@ -620,31 +586,23 @@ impl SimBroker {
         self.with_account(account, |account, markets, _| Ok(account.snapshot(markets)))
     }
 
-    pub(crate) fn working_orders(
-        &self,
-        account: &str,
-    ) -> Result<Vec<WorkingOrder>, ConnectorError> {
+    pub(crate) fn working_orders(&self, account: &str) -> Result<Vec<WorkingOrder>, ConnectorError> {
         self.with_account(account, |account, _, _| {
             Ok(account.working.values().map(Working::listed).collect())
         })
     }
 
     pub(crate) fn open_positions(&self, account: &str) -> Result<Vec<Position>, ConnectorError> {
-        self.with_account(account, |account, _, _| {
-            Ok(account.book.positions().copied().collect())
-        })
+        self.with_account(account, |account, _, _| Ok(account.book.positions().copied().collect()))
     }
 
-    pub(crate) fn subscribe(
-        &self,
-        account: &str,
-        symbols: &[Symbol],
-    ) -> Result<(), ConnectorError> {
+    pub(crate) fn subscribe(&self, account: &str, symbols: &[Symbol]) -> Result<(), ConnectorError> {
         self.with_account(account, |account, markets, stats| {
             for symbol in symbols {
-                let instrument = *account.instruments.get(symbol).ok_or_else(|| {
-                    refuse(RejectCode::UnknownSymbol, format!("no symbol {symbol}"))
-                })?;
+                let instrument = *account
+                    .instruments
+                    .get(symbol)
+                    .ok_or_else(|| refuse(RejectCode::UnknownSymbol, format!("no symbol {symbol}")))?;
                 account.subscriptions.insert(*symbol);
                 if let Some(market) = markets.get(&instrument.feed) {
                     let quote = Quote {
@@ -684,18 +642,15 @@ impl SimBroker {
                 symbol: request.symbol,
                 qty: request.qty,
             };
-            return self
-                .close(account_name, &close, by_hand)
-                .map(|ack| (ack, None));
+            return self.close(account_name, &close, by_hand).map(|ack| (ack, None));
         }
         let config = &self.shared.config;
         let mut guard = self.lock();
         let state = &mut *guard;
-        let account = state.accounts.get_mut(account_name).ok_or_else(|| {
-            ConnectorError::Protocol(format!(
-                "the simulated broker has no account `{account_name}`"
-            ))
-        })?;
+        let account = state
+            .accounts
+            .get_mut(account_name)
+            .ok_or_else(|| ConnectorError::Protocol(format!("the simulated broker has no account `{account_name}`")))?;
         if !by_hand && !account.connected {
             return Err(ConnectorError::NotConnected);
         }
@@ -704,12 +659,7 @@ impl SimBroker {
             && let Some(existing) = account.client_ids.get(&client_id)
         {
             // Idempotent resend: the order exists already; nothing new happens.
-            return Ok((
-                PlaceAck {
-                    broker_id: *existing,
-                },
-                None,
-            ));
+            return Ok((PlaceAck { broker_id: *existing }, None));
         }
         let Some(instrument) = account.instruments.get(&request.symbol).copied() else {
             state.stats.rejects += 1;
@@ -746,13 +696,7 @@ impl SimBroker {
             Some(price) if entry_side_market.is_none() => (price, price),
             _ => (market.bid, market.ask()),
         };
-        if let Err(error) = check_stops(
-            request.side,
-            bid,
-            ask,
-            request.stop_loss,
-            request.take_profit,
-        ) {
+        if let Err(error) = check_stops(request.side, bid, ask, request.stop_loss, request.take_profit) {
             state.stats.rejects += 1;
             return Err(error);
         }
@@ -766,10 +710,7 @@ impl SimBroker {
         let broker_id = BrokerOrderId(state.next_id());
         let position = PositionId(state.next_id());
         state.stats.orders += 1;
-        let account = state
-            .accounts
-            .get_mut(account_name)
-            .expect("looked up above");
+        let account = state.accounts.get_mut(account_name).expect("looked up above");
         if let Some(client_id) = client_id {
             account.remember(client_id, broker_id);
         }
@@ -793,10 +734,7 @@ impl SimBroker {
                 let market = &state.markets[&instrument.feed];
                 match trigger_price(request.kind, request.side, market) {
                     Some(price) => {
-                        let account = state
-                            .accounts
-                            .get_mut(account_name)
-                            .expect("looked up above");
+                        let account = state.accounts.get_mut(account_name).expect("looked up above");
                         let execution = Execution {
                             client_id,
                             broker_id,
@@ -811,11 +749,9 @@ impl SimBroker {
                         execute(account, &state.markets, &mut state.stats, &execution)?;
                     }
                     None => {
-                        let account = state
-                            .accounts
-                            .get_mut(account_name)
-                            .expect("looked up above");
+                        let account = state.accounts.get_mut(account_name).expect("looked up above");
                         account.working.insert(broker_id, working);
+                        account.emit(ConnectorEvent::Working(working.listed()), &mut state.stats);
                     }
                 }
                 None
@@ -921,11 +857,10 @@ impl SimBroker {
         let config = &self.shared.config;
         let mut guard = self.lock();
         let state = &mut *guard;
-        let account = state.accounts.get_mut(account_name).ok_or_else(|| {
-            ConnectorError::Protocol(format!(
-                "the simulated broker has no account `{account_name}`"
-            ))
-        })?;
+        let account = state
+            .accounts
+            .get_mut(account_name)
+            .ok_or_else(|| ConnectorError::Protocol(format!("the simulated broker has no account `{account_name}`")))?;
         if !by_hand && !account.connected {
             return Err(ConnectorError::NotConnected);
         }
@@ -933,9 +868,7 @@ impl SimBroker {
         if let Some(client_id) = client_id
             && let Some(existing) = account.client_ids.get(&client_id)
         {
-            return Ok(PlaceAck {
-                broker_id: *existing,
-            });
+            return Ok(PlaceAck { broker_id: *existing });
         }
         let Some(position) = account.book.get(request.position).copied() else {
             state.stats.rejects += 1;
@@ -949,8 +882,7 @@ impl SimBroker {
         let whole = request.qty == position.qty;
         if !request.qty.is_positive()
             || request.qty > position.qty
-            || (!whole
-                && (request.qty.raw() % spec.lot_step.raw() != 0 || request.qty < spec.min_qty))
+            || (!whole && (request.qty.raw() % spec.lot_step.raw() != 0 || request.qty < spec.min_qty))
         {
             state.stats.rejects += 1;
             return Err(refuse(
@@ -967,10 +899,7 @@ impl SimBroker {
         let tick = state.markets[&instrument.feed].tick;
         let slippage = state.slippage(config, tick, side);
         let price = market_price(&state.markets[&instrument.feed], side, slippage);
-        let account = state
-            .accounts
-            .get_mut(account_name)
-            .expect("looked up above");
+        let account = state.accounts.get_mut(account_name).expect("looked up above");
         if let Some(client_id) = client_id {
             account.remember(client_id, broker_id);
         }
@@ -978,9 +907,7 @@ impl SimBroker {
             client_id,
             broker_id,
             spec,
-            intent: OrderIntent::Close {
-                position: position.id,
-            },
+            intent: OrderIntent::Close { position: position.id },
             side,
             qty: request.qty,
             price,
@@ -999,11 +926,10 @@ impl SimBroker {
     ) -> Result<(), ConnectorError> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let account = state.accounts.get_mut(account_name).ok_or_else(|| {
-            ConnectorError::Protocol(format!(
-                "the simulated broker has no account `{account_name}`"
-            ))
-        })?;
+        let account = state
+            .accounts
+            .get_mut(account_name)
+            .ok_or_else(|| ConnectorError::Protocol(format!("the simulated broker has no account `{account_name}`")))?;
         if !by_hand && !account.connected {
             return Err(ConnectorError::NotConnected);
         }
@@ -1015,17 +941,11 @@ impl SimBroker {
         };
         let instrument = account.instruments[&position.symbol];
         let market = &state.markets[&instrument.feed];
-        for level in [request.stop_loss, request.take_profit]
-            .into_iter()
-            .flatten()
-        {
+        for level in [request.stop_loss, request.take_profit].into_iter().flatten() {
             if !level.is_positive() || !instrument.spec.price_is_on_tick(level) {
                 return Err(refuse(
                     RejectCode::InvalidPrice,
-                    format!(
-                        "{level} is not on the {} tick grid",
-                        instrument.spec.tick_size
-                    ),
+                    format!("{level} is not on the {} tick grid", instrument.spec.tick_size),
                 ));
             }
         }
@@ -1052,21 +972,17 @@ impl SimBroker {
     ) -> Result<(), ConnectorError> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let account = state.accounts.get_mut(account_name).ok_or_else(|| {
-            ConnectorError::Protocol(format!(
-                "the simulated broker has no account `{account_name}`"
-            ))
-        })?;
+        let account = state
+            .accounts
+            .get_mut(account_name)
+            .ok_or_else(|| ConnectorError::Protocol(format!("the simulated broker has no account `{account_name}`")))?;
         if !by_hand && !account.connected {
             return Err(ConnectorError::NotConnected);
         }
         let found = account
             .working
             .values()
-            .find(|w| {
-                Some(w.broker_id) == request.broker_id
-                    || (!by_hand && w.client_id == Some(request.client_id))
-            })
+            .find(|w| Some(w.broker_id) == request.broker_id || (!by_hand && w.client_id == Some(request.client_id)))
             .map(|w| w.broker_id);
         let Some(broker_id) = found else {
             return Err(refuse(
@@ -1092,10 +1008,7 @@ impl SimBroker {
     pub fn set_price(&self, feed: &Symbol, bid: Price) -> Result<(), SimError> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let market = state
-            .markets
-            .get_mut(feed)
-            .ok_or(SimError::UnknownMarket(*feed))?;
+        let market = state.markets.get_mut(feed).ok_or(SimError::UnknownMarket(*feed))?;
         market.bid = bid.max(market.tick);
         let moved = BTreeSet::from([*feed]);
         self.after_move(state, &moved);
@@ -1161,13 +1074,7 @@ impl SimBroker {
         }
     }
 
-    fn trigger_pending(
-        &self,
-        state: &mut State,
-        name: &str,
-        touched: &[SimInstrument],
-        config: &SimConfig,
-    ) {
+    fn trigger_pending(&self, state: &mut State, name: &str, touched: &[SimInstrument], config: &SimConfig) {
         let account = &state.accounts[name];
         let due: Vec<(Working, Price, SimInstrument)> = account
             .working
@@ -1181,9 +1088,7 @@ impl SimBroker {
             .collect();
         for (working, price, instrument) in due {
             let slippage = match working.kind {
-                OrderKind::Stop { .. } => {
-                    state.slippage(config, instrument.spec.tick_size, working.side)
-                }
+                OrderKind::Stop { .. } => state.slippage(config, instrument.spec.tick_size, working.side),
                 _ => Price::ZERO,
             };
             let account = state.accounts.get_mut(name).expect("exists");
@@ -1234,9 +1139,7 @@ impl SimBroker {
                 client_id: None,
                 broker_id,
                 spec: instrument.spec,
-                intent: OrderIntent::Close {
-                    position: position.id,
-                },
+                intent: OrderIntent::Close { position: position.id },
                 side: position.side.opposite(),
                 qty: position.qty,
                 price,
@@ -1293,16 +1196,9 @@ impl SimBroker {
     }
 
     /// The user closes all or part of a position by hand.
-    pub fn manual_close(
-        &self,
-        account: &str,
-        position: PositionId,
-        qty: Qty,
-    ) -> Result<(), ConnectorError> {
+    pub fn manual_close(&self, account: &str, position: PositionId, qty: Qty) -> Result<(), ConnectorError> {
         let symbol = self
-            .with_account(account, |a, _, _| {
-                Ok(a.book.get(position).map(|p| p.symbol))
-            })?
+            .with_account(account, |a, _, _| Ok(a.book.get(position).map(|p| p.symbol)))?
             .ok_or_else(|| refuse(RejectCode::NotFound, format!("no open position {position}")))?;
         let request = CloseRequest {
             client_id: ClientOrderId::new(mirror_model::SignalId(0), mirror_model::AccountId(0), 0),
@@ -1322,9 +1218,7 @@ impl SimBroker {
         take_profit: Option<Price>,
     ) -> Result<(), ConnectorError> {
         let symbol = self
-            .with_account(account, |a, _, _| {
-                Ok(a.book.get(position).map(|p| p.symbol))
-            })?
+            .with_account(account, |a, _, _| Ok(a.book.get(position).map(|p| p.symbol)))?
             .ok_or_else(|| refuse(RejectCode::NotFound, format!("no open position {position}")))?;
         self.modify(
             account,
@@ -1349,11 +1243,6 @@ impl SimBroker {
 
     /// The instrument an account trades under `symbol`, and its feed.
     pub fn instrument(&self, account: &str, symbol: &Symbol) -> Option<SimInstrument> {
-        self.lock()
-            .accounts
-            .get(account)?
-            .instruments
-            .get(symbol)
-            .copied()
+        self.lock().accounts.get(account)?.instruments.get(symbol).copied()
     }
 }

@@ -119,16 +119,11 @@ fn default_profit_ticks() -> u32 {
 mod millis {
     use std::time::Duration;
 
-    pub(super) fn serialize<S: serde::Serializer>(
-        value: &Duration,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
     }
 
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         <u64 as serde::Deserialize>::deserialize(deserializer).map(Duration::from_millis)
     }
 }
@@ -136,22 +131,15 @@ mod millis {
 mod millis_option {
     use std::time::Duration;
 
-    pub(super) fn serialize<S: serde::Serializer>(
-        value: &Option<Duration>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: serde::Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
         match value {
-            Some(value) => {
-                serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
-            }
+            Some(value) => serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX)),
             None => serializer.serialize_u64(0),
         }
     }
 
     /// `0` means "no automatic ticks".
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Duration>, D::Error> {
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
         let millis = <u64 as serde::Deserialize>::deserialize(deserializer)?;
         Ok((millis > 0).then(|| Duration::from_millis(millis)))
     }

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use mirror_connector::{
-    AccountSnapshot, CancelRequest, CloseRequest, Connector, ConnectorError, EventStream,
-    ModifyRequest, PlaceAck, SessionInfo, WorkingOrder,
+    AccountSnapshot, CancelRequest, CloseRequest, Connector, ConnectorError, EventStream, ModifyRequest, PlaceAck,
+    SessionInfo, WorkingOrder,
 };
 use mirror_model::{InstrumentSpec, OrderRequest, Platform, Position, Symbol};
 

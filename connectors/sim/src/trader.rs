@@ -40,16 +40,11 @@ fn trade_once(
     rng: &mut Xoshiro256PlusPlus,
 ) -> Result<(), String> {
     let positions = broker.positions(account).map_err(|e| e.to_string())?;
-    let open_more =
-        positions.len() < config.max_positions && (positions.is_empty() || rng.random_bool(0.4));
+    let open_more = positions.len() < config.max_positions && (positions.is_empty() || rng.random_bool(0.4));
     if open_more && !config.symbols.is_empty() && !config.quantities.is_empty() {
         let symbol = config.symbols[rng.random_range(0..config.symbols.len())];
         let qty = config.quantities[rng.random_range(0..config.quantities.len())];
-        let side = if rng.random_bool(0.5) {
-            Side::Buy
-        } else {
-            Side::Sell
-        };
+        let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
         let instrument = broker
             .instrument(account, &symbol)
             .ok_or_else(|| format!("{account} does not trade {symbol}"))?;
@@ -57,32 +52,18 @@ fn trade_once(
         let entry = if side == Side::Buy { ask } else { bid };
         let tick = instrument.spec.tick_size.raw();
         let stop = Price::from_raw(entry.raw() - side.sign() * i64::from(config.stop_ticks) * tick);
-        let target =
-            Price::from_raw(entry.raw() + side.sign() * i64::from(config.profit_ticks) * tick);
+        let target = Price::from_raw(entry.raw() + side.sign() * i64::from(config.profit_ticks) * tick);
         let stop = instrument.spec.round_price(stop, Rounding::Nearest);
         let target = instrument.spec.round_price(target, Rounding::Nearest);
         broker
-            .manual_order(
-                account,
-                symbol,
-                side,
-                qty,
-                OrderKind::Market,
-                Some(stop),
-                Some(target),
-            )
+            .manual_order(account, symbol, side, qty, OrderKind::Market, Some(stop), Some(target))
             .map_err(|e| e.to_string())?;
         return Ok(());
     }
-    let Some(position) = positions
-        .get(rng.random_range(0..positions.len().max(1)))
-        .copied()
-    else {
+    let Some(position) = positions.get(rng.random_range(0..positions.len().max(1))).copied() else {
         return Ok(());
     };
-    let instrument = broker
-        .instrument(account, &position.symbol)
-        .ok_or("unknown symbol")?;
+    let instrument = broker.instrument(account, &position.symbol).ok_or("unknown symbol")?;
     let spec = instrument.spec;
     match rng.random_range(0..10) {
         0..=2 => {

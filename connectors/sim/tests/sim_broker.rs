@@ -4,12 +4,10 @@ use std::time::Duration;
 
 use mirror_connector::conformance::{self, CHECKS, ConformanceTarget};
 use mirror_connector::{Connector, ConnectorEvent, OrderReportKind};
-use mirror_connector_sim::{
-    SimAccountConfig, SimBroker, SimConfig, SimConnector, SimInstrument, SimMarket,
-};
+use mirror_connector_sim::{SimAccountConfig, SimBroker, SimConfig, SimConnector, SimInstrument, SimMarket};
 use mirror_model::{
-    AccountId, AccountMode, ClientOrderId, InstrumentKind, InstrumentSpec, Money, OrderIntent,
-    OrderKind, OrderRequest, PositionChange, Price, Qty, Side, SignalId, Symbol, TimeInForce,
+    AccountId, AccountMode, ClientOrderId, InstrumentKind, InstrumentSpec, Money, OrderIntent, OrderKind, OrderRequest,
+    PositionChange, Price, Qty, Side, SignalId, Symbol, TimeInForce,
 };
 
 fn sym(text: &str) -> Symbol {
@@ -109,13 +107,7 @@ async fn calls_fail_until_connected() {
     );
 }
 
-fn order(
-    side: Side,
-    qty: &str,
-    kind: OrderKind,
-    sl: Option<&str>,
-    tp: Option<&str>,
-) -> OrderRequest {
+fn order(side: Side, qty: &str, kind: OrderKind, sl: Option<&str>, tp: Option<&str>) -> OrderRequest {
     OrderRequest {
         client_id: ClientOrderId::new(SignalId(1), AccountId(1), 0),
         symbol: sym("EURUSD"),
@@ -152,13 +144,7 @@ async fn stop_loss_and_take_profit_close_positions_when_the_market_reaches_them(
         ))
         .await
         .unwrap();
-    let mut second = order(
-        Side::Sell,
-        "1",
-        OrderKind::Market,
-        Some("1.08700"),
-        Some("1.08300"),
-    );
+    let mut second = order(Side::Sell, "1", OrderKind::Market, Some("1.08700"), Some("1.08300"));
     second.client_id.signal = SignalId(2);
     connector.place(&second).await.unwrap();
     drain(&connector);
@@ -171,11 +157,7 @@ async fn stop_loss_and_take_profit_close_positions_when_the_market_reaches_them(
     let closed: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            ConnectorEvent::Position(effect)
-                if matches!(effect.change, PositionChange::Closed { .. }) =>
-            {
-                Some(effect)
-            }
+            ConnectorEvent::Position(effect) if matches!(effect.change, PositionChange::Closed { .. }) => Some(effect),
             _ => None,
         })
         .collect();
@@ -237,10 +219,7 @@ async fn pending_orders_rest_until_the_market_triggers_them() {
         "filled at the ask, better than the limit"
     );
     assert!(connector.open_orders().await.unwrap().is_empty());
-    assert_eq!(
-        broker.positions("a").unwrap()[0].qty,
-        Qty::parse("0.5").unwrap()
-    );
+    assert_eq!(broker.positions("a").unwrap()[0].qty, Qty::parse("0.5").unwrap());
 }
 
 #[tokio::test]

@@ -407,10 +407,7 @@ pub(crate) struct DecimalVisitor<T> {
 }
 
 impl<T> DecimalVisitor<T> {
-    pub(crate) fn new(
-        expecting: &'static str,
-        build: fn(Decimal, &str) -> Result<T, DecimalError>,
-    ) -> Self {
+    pub(crate) fn new(expecting: &'static str, build: fn(Decimal, &str) -> Result<T, DecimalError>) -> Self {
         Self { expecting, build }
     }
 }
@@ -560,10 +557,8 @@ impl Ratio {
         if decimal.mantissa > i128::from(MAX_WHOLE_UNITS) * den {
             return Err(DecimalError::OutOfRange(text.trim().to_owned()));
         }
-        let num = i64::try_from(decimal.mantissa)
-            .map_err(|_| DecimalError::OutOfRange(text.trim().to_owned()))?;
-        let den =
-            i64::try_from(den).map_err(|_| DecimalError::OutOfRange(text.trim().to_owned()))?;
+        let num = i64::try_from(decimal.mantissa).map_err(|_| DecimalError::OutOfRange(text.trim().to_owned()))?;
+        let den = i64::try_from(den).map_err(|_| DecimalError::OutOfRange(text.trim().to_owned()))?;
         Self::new(num, den).ok_or_else(|| DecimalError::Invalid(text.trim().to_owned()))
     }
 
@@ -696,10 +691,7 @@ impl Fraction {
     pub(crate) fn scale(self, num: i128, den: i128) -> Option<Self> {
         let left = Self::reduced(self.num, den)?;
         let right = Self::reduced(num, self.den)?;
-        Self::reduced(
-            left.num.checked_mul(right.num)?,
-            left.den.checked_mul(right.den)?,
-        )
+        Self::reduced(left.num.checked_mul(right.num)?, left.den.checked_mul(right.den)?)
     }
 
     pub(crate) fn mul_ratio(self, ratio: Ratio) -> Option<Self> {
@@ -734,36 +726,24 @@ mod tests {
     #[test]
     fn refuses_bad_text_with_a_reason() {
         assert_eq!(Price::parse(""), Err(DecimalError::Empty));
-        assert!(matches!(
-            Price::parse("1.2.3"),
-            Err(DecimalError::Invalid(_))
-        ));
+        assert!(matches!(Price::parse("1.2.3"), Err(DecimalError::Invalid(_))));
         assert!(matches!(Price::parse("1e5"), Err(DecimalError::Invalid(_))));
         assert!(matches!(Price::parse("NaN"), Err(DecimalError::Invalid(_))));
         assert!(matches!(Price::parse("-"), Err(DecimalError::Invalid(_))));
         assert!(matches!(Price::parse("."), Err(DecimalError::Invalid(_))));
-        assert!(matches!(
-            Price::parse("1__0"),
-            Err(DecimalError::Invalid(_))
-        ));
+        assert!(matches!(Price::parse("1__0"), Err(DecimalError::Invalid(_))));
         assert!(matches!(Price::parse("10_"), Err(DecimalError::Invalid(_))));
         let err = Price::parse("0.000000001").unwrap_err();
         assert_eq!(
             err.to_string(),
             "`0.000000001` has 9 decimal places; at most 8 are supported"
         );
-        assert!(matches!(
-            Money::parse("99999999999"),
-            Err(DecimalError::OutOfRange(_))
-        ));
+        assert!(matches!(Money::parse("99999999999"), Err(DecimalError::OutOfRange(_))));
     }
 
     #[test]
     fn floats_are_refused_when_not_finite_and_exact_otherwise() {
-        assert!(matches!(
-            Price::from_f64(f64::NAN),
-            Err(DecimalError::NotFinite(_))
-        ));
+        assert!(matches!(Price::from_f64(f64::NAN), Err(DecimalError::NotFinite(_))));
         assert!(matches!(
             Price::from_f64(f64::INFINITY),
             Err(DecimalError::NotFinite(_))
@@ -789,10 +769,7 @@ mod tests {
         assert_eq!(Ratio::parse("2.50").unwrap().to_string(), "2.5");
         assert_eq!(Ratio::new(5, 2).unwrap().to_string(), "2.5");
         assert_eq!(Ratio::new(1, 8).unwrap().to_string(), "0.125");
-        assert_eq!(
-            Ratio::parse("0.000000000001").unwrap().to_string(),
-            "0.000000000001"
-        );
+        assert_eq!(Ratio::parse("0.000000000001").unwrap().to_string(), "0.000000000001");
         assert!(Ratio::parse("-1").is_err());
         assert!(Ratio::parse("1/0").is_err());
         assert!(Ratio::parse("0.0000000000001").is_err());

@@ -90,17 +90,7 @@ fn fnv1a_32(bytes: &[u8]) -> u32 {
 
 /// Where a signal comes from: a leader account, or an external source.
 #[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Debug,
-    rkyv::Archive,
-    rkyv::Serialize,
-    rkyv::Deserialize,
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
 #[rkyv(derive(Debug, Clone, Copy, PartialEq, Eq, Hash))]
 pub enum Origin {
@@ -135,18 +125,7 @@ impl fmt::Display for Origin {
 ///
 /// Text form `m<signal hex>.<account hex>.<leg>` (at most 32 characters), e.g.
 /// `m18c4f2a9b01.7d3e51a0.0`; it parses back.
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    rkyv::Archive,
-    rkyv::Serialize,
-    rkyv::Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[rkyv(derive(Debug, Clone, Copy, PartialEq, Eq, Hash))]
 pub struct ClientOrderId {
     /// The signal the order serves.
@@ -161,11 +140,7 @@ pub struct ClientOrderId {
 impl ClientOrderId {
     /// The id of `leg` of `signal` on `account`.
     pub const fn new(signal: SignalId, account: AccountId, leg: u16) -> Self {
-        Self {
-            signal,
-            account,
-            leg,
-        }
+        Self { signal, account, leg }
     }
 }
 
@@ -203,8 +178,7 @@ impl FromStr for ClientOrderId {
         let error = || ClientOrderIdError(text.to_owned());
         let body = text.strip_prefix('m').ok_or_else(error)?;
         let mut parts = body.split('.');
-        let (Some(signal), Some(account), Some(leg), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(signal), Some(account), Some(leg), None) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(error());
         };

@@ -128,16 +128,8 @@ impl InstrumentSpec {
             self.contract_size.raw(),
             self.contract_size.to_string(),
         )?;
-        positive(
-            "tick_size",
-            self.tick_size.raw(),
-            self.tick_size.to_string(),
-        )?;
-        positive(
-            "tick_value",
-            self.tick_value.raw(),
-            self.tick_value.to_string(),
-        )?;
+        positive("tick_size", self.tick_size.raw(), self.tick_size.to_string())?;
+        positive("tick_value", self.tick_value.raw(), self.tick_value.to_string())?;
         positive("lot_step", self.lot_step.raw(), self.lot_step.to_string())?;
         positive("min_qty", self.min_qty.raw(), self.min_qty.to_string())?;
         for (field, value) in [("min_qty", self.min_qty), ("max_qty", self.max_qty)] {
@@ -190,10 +182,7 @@ impl InstrumentSpec {
 
     /// Whether `qty` is a positive whole number of lot steps within min and max.
     pub fn qty_is_tradable(&self, qty: Qty) -> bool {
-        qty.is_positive()
-            && qty.raw() % self.lot_step.raw() == 0
-            && qty >= self.min_qty
-            && qty <= self.max_qty
+        qty.is_positive() && qty.raw() % self.lot_step.raw() == 0 && qty >= self.min_qty && qty <= self.max_qty
     }
 
     /// `price` rounded to a whole number of ticks.
@@ -350,10 +339,7 @@ pub(crate) mod tests {
         );
         let mut bad = eurusd();
         bad.digits = 4;
-        assert!(matches!(
-            bad.validate(),
-            Err(SpecError::TickFinerThanDigits { .. })
-        ));
+        assert!(matches!(bad.validate(), Err(SpecError::TickFinerThanDigits { .. })));
         let mut bad = eurusd();
         bad.max_qty = Qty::ZERO;
         assert!(bad.validate().is_err());

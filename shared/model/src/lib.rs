@@ -17,29 +17,25 @@ mod sizing;
 mod symbol;
 
 pub use fixed::{ArchivedMoney, ArchivedPrice, ArchivedQty, ArchivedRatio, ArchivedRounding};
-pub use fixed::{
-    DECIMALS, DecimalError, MAX_WHOLE_UNITS, Money, Price, Qty, Ratio, Rounding, SCALE,
-};
+pub use fixed::{DECIMALS, DecimalError, MAX_WHOLE_UNITS, Money, Price, Qty, Ratio, Rounding, SCALE};
 pub use ids::{
-    AccountId, AccountMode, ArchivedAccountId, ArchivedClientOrderId, ArchivedLeaderRef,
-    ArchivedOrigin, ArchivedPlatform, ArchivedSignalId, ArchivedSourceId, BrokerOrderId,
-    ClientOrderId, ClientOrderIdError, LeaderRef, Origin, Platform, PositionId, SignalId, SourceId,
+    AccountId, AccountMode, ArchivedAccountId, ArchivedClientOrderId, ArchivedLeaderRef, ArchivedOrigin,
+    ArchivedPlatform, ArchivedSignalId, ArchivedSourceId, BrokerOrderId, ClientOrderId, ClientOrderIdError, LeaderRef,
+    Origin, Platform, PositionId, SignalId, SourceId,
 };
 pub use instrument::{InstrumentKind, InstrumentSpec, InstrumentTable, SpecError};
 pub use order::{
-    ArchivedOrderKind, ArchivedSide, ArchivedTimeInForce, Fill, ORDER_EVENTS, ORDER_STATUSES,
-    Order, OrderError, OrderEvent, OrderIntent, OrderKind, OrderRequest, OrderStatus, OrderUpdate,
-    Side, TimeInForce,
+    ArchivedOrderKind, ArchivedSide, ArchivedTimeInForce, Fill, ORDER_EVENTS, ORDER_STATUSES, Order, OrderError,
+    OrderEvent, OrderIntent, OrderKind, OrderRequest, OrderStatus, OrderUpdate, Side, TimeInForce,
 };
 pub use position::{BookError, Position, PositionBook, PositionChange, PositionEffect};
 pub use rules::{
-    BelowMinimum, FollowerContext, LinkRules, MappedSymbol, PlannedOpen, ProtectionRule,
-    SKIP_CATEGORIES, SideFilter, SizeAdjustment, SizingRule, SkipCategory, SkipReason,
-    SymbolMapping,
+    BelowMinimum, FollowerContext, LinkRules, MappedSymbol, PlannedOpen, ProtectionRule, SKIP_CATEGORIES, SideFilter,
+    SizeAdjustment, SizingRule, SkipCategory, SkipReason, SymbolMapping,
 };
 pub use signal::{
-    ArchivedOpenSignal, ArchivedSignal, ArchivedSignalAction, NOTE_LEN_MAX, OpenSignal, Signal,
-    SignalAction, SignalError, SignalView,
+    ArchivedOpenSignal, ArchivedSignal, ArchivedSignalAction, NOTE_LEN_MAX, OpenSignal, Signal, SignalAction,
+    SignalError, SignalView,
 };
 pub use sizing::proportional_close;
 pub use symbol::{ArchivedSymbol, SYMBOL_LEN_MAX, Symbol, SymbolError};

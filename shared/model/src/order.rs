@@ -332,10 +332,7 @@ pub const ORDER_EVENTS: [OrderEvent; 10] = [
 impl OrderStatus {
     /// Terminal statuses accept no event.
     pub const fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Filled | Self::Cancelled | Self::Rejected | Self::Expired
-        )
+        matches!(self, Self::Filled | Self::Cancelled | Self::Rejected | Self::Expired)
     }
 
     /// Still able to fill (counts toward open exposure).
@@ -686,21 +683,10 @@ mod tests {
     fn fills_accumulate_to_filled_with_an_exact_average() {
         let mut order = Order::new(request("0.03"));
         order.apply(OrderUpdate::Submit).unwrap();
-        order
-            .apply(OrderUpdate::Accept(Some(BrokerOrderId(9))))
-            .unwrap();
-        assert_eq!(
-            order.apply(fill("0.01", "1.1")).unwrap(),
-            OrderStatus::PartiallyFilled
-        );
-        assert_eq!(
-            order.apply(fill("0.02", "1.4")).unwrap(),
-            OrderStatus::Filled
-        );
-        assert_eq!(
-            order.average_fill_price(),
-            Some(Price::parse("1.3").unwrap())
-        );
+        order.apply(OrderUpdate::Accept(Some(BrokerOrderId(9)))).unwrap();
+        assert_eq!(order.apply(fill("0.01", "1.1")).unwrap(), OrderStatus::PartiallyFilled);
+        assert_eq!(order.apply(fill("0.02", "1.4")).unwrap(), OrderStatus::Filled);
+        assert_eq!(order.average_fill_price(), Some(Price::parse("1.3").unwrap()));
         assert_eq!(order.broker_id, Some(BrokerOrderId(9)));
     }
 
@@ -719,18 +705,9 @@ mod tests {
         assert_eq!(order, before);
         order.apply(OrderUpdate::Submit).unwrap();
         let before = order;
-        assert!(matches!(
-            order.apply(fill("2", "1")),
-            Err(OrderError::Overfill { .. })
-        ));
-        assert!(matches!(
-            order.apply(fill("0", "1")),
-            Err(OrderError::BadFill { .. })
-        ));
-        assert!(matches!(
-            order.apply(fill("1", "0")),
-            Err(OrderError::BadFill { .. })
-        ));
+        assert!(matches!(order.apply(fill("2", "1")), Err(OrderError::Overfill { .. })));
+        assert!(matches!(order.apply(fill("0", "1")), Err(OrderError::BadFill { .. })));
+        assert!(matches!(order.apply(fill("1", "0")), Err(OrderError::BadFill { .. })));
         assert_eq!(order, before);
     }
 
@@ -747,10 +724,7 @@ mod tests {
         let mut order = Order::new(request("2"));
         order.apply(OrderUpdate::Submit).unwrap();
         order.apply(OrderUpdate::CancelRequest).unwrap();
-        assert_eq!(
-            order.apply(OrderUpdate::CancelRejected).unwrap(),
-            OrderStatus::Working
-        );
+        assert_eq!(order.apply(OrderUpdate::CancelRejected).unwrap(), OrderStatus::Working);
     }
 
     fn any_update() -> impl Strategy<Value = OrderUpdate> {

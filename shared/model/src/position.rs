@@ -180,25 +180,14 @@ impl PositionBook {
             (AccountMode::Netting, OrderIntent::Open) => {
                 let existing = self.net_position(&spec.symbol).copied();
                 match existing {
-                    None => {
-                        effects.push(self.open(spec.symbol, new_id, side, qty, price, protection))
-                    }
-                    Some(position) if position.side == side => {
-                        effects.push(self.increase(position, qty, price))
-                    }
+                    None => effects.push(self.open(spec.symbol, new_id, side, qty, price, protection)),
+                    Some(position) if position.side == side => effects.push(self.increase(position, qty, price)),
                     Some(position) => {
                         let closing = qty.min(position.qty);
                         effects.push(self.reduce(spec, position.id, closing, price));
                         let left = qty - closing;
                         if left.is_positive() {
-                            effects.push(self.open(
-                                spec.symbol,
-                                new_id,
-                                side,
-                                left,
-                                price,
-                                protection,
-                            ));
+                            effects.push(self.open(spec.symbol, new_id, side, left, price, protection));
                         }
                     }
                 }
@@ -214,10 +203,7 @@ impl PositionBook {
         stop_loss: Option<Price>,
         take_profit: Option<Price>,
     ) -> Result<PositionEffect, BookError> {
-        let position = self
-            .positions
-            .get_mut(&id)
-            .ok_or(BookError::UnknownPosition(id))?;
+        let position = self.positions.get_mut(&id).ok_or(BookError::UnknownPosition(id))?;
         position.stop_loss = stop_loss;
         position.take_profit = take_profit;
         Ok(PositionEffect {
@@ -228,10 +214,7 @@ impl PositionBook {
     }
 
     /// Unrealised profit or loss of every open position at the prices `mark` gives.
-    pub fn unrealized_pnl(
-        &self,
-        specs: impl Fn(&Symbol) -> Option<(InstrumentSpec, Price, Price)>,
-    ) -> Money {
+    pub fn unrealized_pnl(&self, specs: impl Fn(&Symbol) -> Option<(InstrumentSpec, Price, Price)>) -> Money {
         let mut total = Money::ZERO;
         for position in self.positions.values() {
             if let Some((spec, bid, ask)) = specs(&position.symbol) {
@@ -284,13 +267,7 @@ impl PositionBook {
         }
     }
 
-    fn reduce(
-        &mut self,
-        spec: &InstrumentSpec,
-        id: PositionId,
-        closed: Qty,
-        price: Price,
-    ) -> PositionEffect {
+    fn reduce(&mut self, spec: &InstrumentSpec, id: PositionId, closed: Qty, price: Price) -> PositionEffect {
         let mut position = self.positions[&id];
         let realized_pnl = spec.pnl(position.side, closed, position.open_price, price);
         if closed == position.qty {
@@ -352,10 +329,7 @@ mod tests {
         )
         .unwrap();
         let net = *book.net_position(&spec.symbol).unwrap();
-        assert_eq!(
-            (net.id, net.qty, net.open_price),
-            (PositionId(1), q("2"), p("1.15"))
-        );
+        assert_eq!((net.id, net.qty, net.open_price), (PositionId(1), q("2"), p("1.15")));
         fx.clear();
         book.apply_execution(
             &spec,
@@ -373,10 +347,7 @@ mod tests {
         assert_eq!(fx[0].realized_pnl, Money::parse("20000").unwrap());
         assert_eq!(fx[1].change, PositionChange::Opened);
         let net = *book.net_position(&spec.symbol).unwrap();
-        assert_eq!(
-            (net.id, net.side, net.qty),
-            (PositionId(3), Side::Sell, q("1"))
-        );
+        assert_eq!((net.id, net.side, net.qty), (PositionId(3), Side::Sell, q("1")));
     }
 
     #[test]
@@ -444,10 +415,7 @@ mod tests {
                 &mut fx,
             )
             .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "cannot close 1 of position pos#1 (more than is open)"
-        );
+        assert_eq!(err.to_string(), "cannot close 1 of position pos#1 (more than is open)");
         assert!(
             book.apply_execution(
                 &spec,

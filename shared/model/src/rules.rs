@@ -126,13 +126,9 @@ impl<'de> serde::Deserialize<'de> for MappedSymbol {
                     ratio: Ratio::ONE,
                 })
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<MappedSymbol, A::Error> {
-                let table = <Table as serde::Deserialize>::deserialize(
-                    serde::de::value::MapAccessDeserializer::new(map),
-                )?;
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<MappedSymbol, A::Error> {
+                let table =
+                    <Table as serde::Deserialize>::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
                 Ok(MappedSymbol {
                     symbol: table.symbol,
                     ratio: table.ratio,
@@ -169,11 +165,7 @@ impl SymbolMapping {
     /// The follower's symbol and quantity ratio for `leader_symbol`.
     pub fn map(&self, leader_symbol: &Symbol) -> Result<MappedSymbol, SkipReason> {
         let canonical = self.canonical(leader_symbol);
-        if let Some(mapped) = self
-            .map
-            .get(&canonical)
-            .or_else(|| self.map.get(leader_symbol))
-        {
+        if let Some(mapped) = self.map.get(&canonical).or_else(|| self.map.get(leader_symbol)) {
             return Ok(*mapped);
         }
         canonical
@@ -182,9 +174,7 @@ impl SymbolMapping {
                 symbol,
                 ratio: Ratio::ONE,
             })
-            .map_err(|_| SkipReason::MappingFailed {
-                symbol: *leader_symbol,
-            })
+            .map_err(|_| SkipReason::MappingFailed { symbol: *leader_symbol })
     }
 }
 
@@ -340,12 +330,12 @@ pub enum SkipReason {
     },
     /// The account's connector queue was full; the order was not sent.
     ConnectorQueueFull,
+    /// The account is not connected to its broker.
+    AccountDisconnected,
 }
 
 /// Groups of skip reasons, for the status line and counters.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SkipCategory {
     /// Too old.
@@ -364,10 +354,12 @@ pub enum SkipCategory {
     NoCopy,
     /// Back-pressure.
     Backpressure,
+    /// The account is not connected.
+    Connection,
 }
 
 /// Every category, in display order.
-pub const SKIP_CATEGORIES: [SkipCategory; 8] = [
+pub const SKIP_CATEGORIES: [SkipCategory; 9] = [
     SkipCategory::Stale,
     SkipCategory::Filter,
     SkipCategory::Symbol,
@@ -376,6 +368,7 @@ pub const SKIP_CATEGORIES: [SkipCategory; 8] = [
     SkipCategory::Paused,
     SkipCategory::NoCopy,
     SkipCategory::Backpressure,
+    SkipCategory::Connection,
 ];
 
 impl SkipCategory {
@@ -390,6 +383,7 @@ impl SkipCategory {
             Self::Paused => "paused",
             Self::NoCopy => "no-copy",
             Self::Backpressure => "backpressure",
+            Self::Connection => "disconnected",
         }
     }
 }
@@ -420,6 +414,7 @@ impl SkipReason {
             Self::AccountPaused | Self::LinkPaused | Self::GloballyPaused => SkipCategory::Paused,
             Self::NoCopy => SkipCategory::NoCopy,
             Self::ConnectorQueueFull => SkipCategory::Backpressure,
+            Self::AccountDisconnected => SkipCategory::Connection,
         }
     }
 }
@@ -427,10 +422,9 @@ impl SkipReason {
 impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::SignalTooOld { age_ms, max_ms } => write!(
-                f,
-                "signal is {age_ms} ms old; the link copies opens up to {max_ms} ms"
-            ),
+            Self::SignalTooOld { age_ms, max_ms } => {
+                write!(f, "signal is {age_ms} ms old; the link copies opens up to {max_ms} ms")
+            }
             Self::SideFiltered { side } => write!(f, "the link does not copy {side}s"),
             Self::SymbolNotAllowed { symbol } => {
                 write!(f, "{symbol} is not on the link's allow list")
@@ -438,23 +432,12 @@ impl fmt::Display for SkipReason {
             Self::SymbolDenied { symbol } => write!(f, "{symbol} is on the link's deny list"),
             Self::PendingNotCopied => f.write_str("the link does not copy pending orders"),
             Self::UnknownSymbol { symbol } => write!(f, "the follower does not trade {symbol}"),
-            Self::MappingFailed { symbol } => write!(
-                f,
-                "{symbol} cannot be mapped (the result is over 31 characters)"
-            ),
-            Self::NeedsStopLoss => {
-                f.write_str("risk-percent sizing needs a stop loss and the signal has none")
-            }
-            Self::NeedsEntryPrice => {
-                f.write_str("the signal carries no entry price to measure the stop distance from")
-            }
-            Self::NeedsLeaderBalance => {
-                f.write_str("balance-ratio sizing needs the leader's balance")
-            }
+            Self::MappingFailed { symbol } => write!(f, "{symbol} cannot be mapped (the result is over 31 characters)"),
+            Self::NeedsStopLoss => f.write_str("risk-percent sizing needs a stop loss and the signal has none"),
+            Self::NeedsEntryPrice => f.write_str("the signal carries no entry price to measure the stop distance from"),
+            Self::NeedsLeaderBalance => f.write_str("balance-ratio sizing needs the leader's balance"),
             Self::NeedsLeaderEquity => f.write_str("equity-ratio sizing needs the leader's equity"),
-            Self::NeedsContractSize => {
-                f.write_str("notional sizing needs the leader's contract size")
-            }
+            Self::NeedsContractSize => f.write_str("notional sizing needs the leader's contract size"),
             Self::BelowMinimum { computed, min } => {
                 write!(f, "size {computed} is below the minimum {min}")
             }
@@ -470,15 +453,15 @@ impl fmt::Display for SkipReason {
             Self::MaxOpenPositions { open, max } => {
                 write!(f, "{open} positions open; the account allows {max}")
             }
-            Self::SymbolExposure { symbol, after, max } => write!(
-                f,
-                "exposure on {symbol} would be {after}; the account allows {max}"
-            ),
+            Self::SymbolExposure { symbol, after, max } => {
+                write!(f, "exposure on {symbol} would be {after}; the account allows {max}")
+            }
             Self::NoCopy => f.write_str("no copy of that leader position on this account"),
             Self::PartialCloseRoundsToZero { open } => {
                 write!(f, "a proportional part of {open} rounds to nothing")
             }
             Self::ConnectorQueueFull => f.write_str("the account's connector queue is full"),
+            Self::AccountDisconnected => f.write_str("the account is not connected to its broker"),
         }
     }
 }
@@ -562,20 +545,10 @@ impl LinkRules {
         let spec = *follower
             .instruments
             .get(&mapped.symbol)
-            .ok_or(SkipReason::UnknownSymbol {
-                symbol: mapped.symbol,
-            })?;
+            .ok_or(SkipReason::UnknownSymbol { symbol: mapped.symbol })?;
 
-        let side = if self.reverse {
-            open.side.opposite()
-        } else {
-            open.side
-        };
-        let kind = if self.reverse {
-            open.kind.reversed()
-        } else {
-            open.kind
-        };
+        let side = if self.reverse { open.side.opposite() } else { open.side };
+        let kind = if self.reverse { open.kind.reversed() } else { open.kind };
         let kind = match kind.price() {
             Some(price) => kind.with_price(spec.round_price(price, Rounding::Nearest)),
             None => kind,
@@ -608,13 +581,7 @@ impl LinkRules {
             },
             &spec,
         )?;
-        let (qty, adjustment) = sizing::to_tradable(
-            exact,
-            &spec,
-            self.rounding,
-            self.below_minimum,
-            self.max_qty,
-        )?;
+        let (qty, adjustment) = sizing::to_tradable(exact, &spec, self.rounding, self.below_minimum, self.max_qty)?;
         Ok(PlannedOpen {
             spec,
             side,
@@ -655,20 +622,18 @@ impl LinkRules {
         stop_source: Option<Price>,
         profit_source: Option<Price>,
     ) -> (Option<Price>, Option<Price>) {
-        let level =
-            |rule: ProtectionRule, source: Option<Price>, direction: i64| -> Option<Price> {
-                let raw = match rule {
-                    ProtectionRule::Copy => source?,
-                    ProtectionRule::None => return None,
-                    ProtectionRule::Distance(distance) => {
-                        let entry = entry?;
-                        let signed = distance.raw().checked_mul(direction)?;
-                        Price::from_raw(entry.raw().checked_add(signed)?)
-                    }
-                };
-                raw.is_positive()
-                    .then(|| spec.round_price(raw, Rounding::Nearest))
+        let level = |rule: ProtectionRule, source: Option<Price>, direction: i64| -> Option<Price> {
+            let raw = match rule {
+                ProtectionRule::Copy => source?,
+                ProtectionRule::None => return None,
+                ProtectionRule::Distance(distance) => {
+                    let entry = entry?;
+                    let signed = distance.raw().checked_mul(direction)?;
+                    Price::from_raw(entry.raw().checked_add(signed)?)
+                }
             };
+            raw.is_positive().then(|| spec.round_price(raw, Rounding::Nearest))
+        };
         let sign = side.sign();
         (
             level(self.stop_loss, stop_source, -sign),
@@ -679,8 +644,7 @@ impl LinkRules {
     /// Whether SL/TP levels depend on the copy's own fill price (fixed distances), so that
     /// they are amended once the copy has filled.
     pub fn protection_follows_fill(&self) -> bool {
-        matches!(self.stop_loss, ProtectionRule::Distance(_))
-            || matches!(self.take_profit, ProtectionRule::Distance(_))
+        matches!(self.stop_loss, ProtectionRule::Distance(_)) || matches!(self.take_profit, ProtectionRule::Distance(_))
     }
 }
 
@@ -712,12 +676,8 @@ mod tests {
         mnq.contract_size = q("2");
         let mut eurusd_r = eurusd();
         eurusd_r.symbol = Symbol::new("EURUSD.r").unwrap();
-        let micro = spec(
-            "EURUSD.m", "1000", "0.00001", "0.01", "0.01", "0.01", "1000", 5,
-        );
-        [eurusd(), eurusd_r, micro, es(), mes, mnq]
-            .into_iter()
-            .collect()
+        let micro = spec("EURUSD.m", "1000", "0.00001", "0.01", "0.01", "0.01", "1000", 5);
+        [eurusd(), eurusd_r, micro, es(), mes, mnq].into_iter().collect()
     }
 
     fn ctx(table: &InstrumentTable) -> FollowerContext<'_> {
@@ -747,34 +707,23 @@ mod tests {
             rounding: Rounding::Nearest,
             ..rules
         };
-        assert_eq!(
-            plan(&rules, open("EURUSD", Side::Buy, "1.5")).unwrap().qty,
-            q("0.56")
-        );
+        assert_eq!(plan(&rules, open("EURUSD", Side::Buy, "1.5")).unwrap().qty, q("0.56"));
     }
 
     #[test]
     fn balance_and_equity_ratios_use_the_leader_snapshot() {
         // Follower balance 50k / leader 100k = 0.5.
         let rules = LinkRules {
-            sizing: SizingRule::BalanceRatio {
-                multiplier: Ratio::ONE,
-            },
+            sizing: SizingRule::BalanceRatio { multiplier: Ratio::ONE },
             ..LinkRules::default()
         };
-        assert_eq!(
-            plan(&rules, open("EURUSD", Side::Buy, "1")).unwrap().qty,
-            q("0.5")
-        );
+        assert_eq!(plan(&rules, open("EURUSD", Side::Buy, "1")).unwrap().qty, q("0.5"));
         // Follower equity 49k / leader 101k × 2 = 0.970297… → 0.97.
         let rules = LinkRules {
             sizing: SizingRule::EquityRatio { multiplier: r("2") },
             ..LinkRules::default()
         };
-        assert_eq!(
-            plan(&rules, open("EURUSD", Side::Buy, "1")).unwrap().qty,
-            q("0.97")
-        );
+        assert_eq!(plan(&rules, open("EURUSD", Side::Buy, "1")).unwrap().qty, q("0.97"));
     }
 
     #[test]
@@ -804,9 +753,7 @@ mod tests {
     #[test]
     fn notional_sizing_is_contract_size_aware() {
         let rules = LinkRules {
-            sizing: SizingRule::Notional {
-                multiplier: Ratio::ONE,
-            },
+            sizing: SizingRule::Notional { multiplier: Ratio::ONE },
             ..LinkRules::default()
         };
         let explicit = |to: &str| SymbolMapping {
@@ -893,10 +840,7 @@ mod tests {
             ..LinkRules::default()
         };
         let planned = plan(&rules, open("NQ", Side::Buy, "2")).unwrap();
-        assert_eq!(
-            (planned.spec.symbol.as_str(), planned.qty),
-            ("MNQ", q("20"))
-        );
+        assert_eq!((planned.spec.symbol.as_str(), planned.qty), ("MNQ", q("20")));
     }
 
     #[test]
@@ -1024,14 +968,8 @@ mod tests {
             (planned.qty, planned.adjustment),
             (q("7.77"), SizeAdjustment::ClampedToMax(q("7.77")))
         );
-        let rules = LinkRules {
-            max_qty: None,
-            ..rules
-        };
-        assert_eq!(
-            plan(&rules, open("EURUSD", Side::Buy, "1")).unwrap().qty,
-            q("100")
-        );
+        let rules = LinkRules { max_qty: None, ..rules };
+        assert_eq!(plan(&rules, open("EURUSD", Side::Buy, "1")).unwrap().qty, q("100"));
         let _ = LeaderRef(0);
     }
 }

@@ -172,9 +172,7 @@ pub enum SignalError {
         side: Side,
     },
     /// A partial close that closes nothing, everything or more.
-    #[error(
-        "partial close of {closed} out of {before} is not a partial close (0 < closed < before)"
-    )]
+    #[error("partial close of {closed} out of {before} is not a partial close (0 < closed < before)")]
     BadPartialClose {
         /// Closed.
         closed: Qty,
@@ -194,9 +192,7 @@ impl Signal {
     /// fails is refused whole, before any follower sees it.
     pub fn validate(&self) -> Result<(), SignalError> {
         if self.note.len() > NOTE_LEN_MAX {
-            return Err(SignalError::NoteTooLong {
-                len: self.note.len(),
-            });
+            return Err(SignalError::NoteTooLong { len: self.note.len() });
         }
         self.action.validate()
     }
@@ -222,17 +218,13 @@ impl SignalAction {
         match *self {
             Self::Open(open) => open.validate(),
             Self::Modify {
-                stop_loss,
-                take_profit,
-                ..
+                stop_loss, take_profit, ..
             } => {
                 positive_price("stop_loss", stop_loss)?;
                 positive_price("take_profit", take_profit)
             }
             Self::PartialClose {
-                closed_qty,
-                qty_before,
-                ..
+                closed_qty, qty_before, ..
             } => {
                 if !closed_qty.is_positive() || closed_qty >= qty_before {
                     return Err(SignalError::BadPartialClose {
@@ -328,10 +320,7 @@ pub struct SignalView<'a> {
     pub note: &'a str,
 }
 
-fn option_native<A, T>(
-    value: &rkyv::option::ArchivedOption<A>,
-    native: impl Fn(&A) -> T,
-) -> Option<T> {
+fn option_native<A, T>(value: &rkyv::option::ArchivedOption<A>, native: impl Fn(&A) -> T) -> Option<T> {
     value.as_ref().map(native)
 }
 
@@ -411,11 +400,7 @@ impl fmt::Display for SignalView<'_> {
         write!(f, "{} from {}: ", self.id, self.origin)?;
         match self.action {
             SignalAction::Open(open) => {
-                write!(
-                    f,
-                    "{} {} {} {:?}",
-                    open.side, open.qty, open.symbol, open.kind
-                )?;
+                write!(f, "{} {} {} {:?}", open.side, open.qty, open.symbol, open.kind)?;
                 if let Some(sl) = open.stop_loss {
                     write!(f, " sl {sl}")?;
                 }
@@ -439,9 +424,7 @@ impl fmt::Display for SignalView<'_> {
             } => {
                 write!(f, "partial close {leader} {closed_qty} of {qty_before}")
             }
-            SignalAction::CloseAll {
-                symbol: Some(symbol),
-            } => write!(f, "close all {symbol}"),
+            SignalAction::CloseAll { symbol: Some(symbol) } => write!(f, "close all {symbol}"),
             SignalAction::CloseAll { symbol: None } => write!(f, "close all"),
             SignalAction::CancelPending { leader } => write!(f, "cancel pending {leader}"),
         }
@@ -499,9 +482,7 @@ pub(crate) mod tests {
                 stop_loss: None,
                 take_profit: Some(Price::parse("2").unwrap()),
             },
-            SignalAction::Close {
-                leader: LeaderRef(3),
-            },
+            SignalAction::Close { leader: LeaderRef(3) },
             SignalAction::PartialClose {
                 leader: LeaderRef(3),
                 closed_qty: Qty::parse("1").unwrap(),
@@ -511,9 +492,7 @@ pub(crate) mod tests {
                 symbol: Some(Symbol::new("ES").unwrap()),
             },
             SignalAction::CloseAll { symbol: None },
-            SignalAction::CancelPending {
-                leader: LeaderRef(9),
-            },
+            SignalAction::CancelPending { leader: LeaderRef(9) },
         ];
         for action in actions {
             let signal = signal(action);
@@ -562,17 +541,9 @@ pub(crate) mod tests {
             closed_qty: Qty::parse("2").unwrap(),
             qty_before: Qty::parse("2").unwrap(),
         };
-        assert!(matches!(
-            half.validate(),
-            Err(SignalError::BadPartialClose { .. })
-        ));
-        let mut long_note = signal(SignalAction::Close {
-            leader: LeaderRef(1),
-        });
+        assert!(matches!(half.validate(), Err(SignalError::BadPartialClose { .. })));
+        let mut long_note = signal(SignalAction::Close { leader: LeaderRef(1) });
         long_note.note = "x".repeat(NOTE_LEN_MAX + 1);
-        assert!(matches!(
-            long_note.validate(),
-            Err(SignalError::NoteTooLong { .. })
-        ));
+        assert!(matches!(long_note.validate(), Err(SignalError::NoteTooLong { .. })));
     }
 }

@@ -32,19 +32,14 @@ pub(crate) fn exact_size(
     let overflow = SkipReason::SizeOverflow;
     let size = match *rule {
         SizingRule::Fixed { qty } => Some(Fraction::from_int(qty.raw().into())),
-        SizingRule::Multiplier { ratio } => leader
-            .mul_ratio(ratio)
-            .and_then(|s| s.mul_ratio(inputs.map_ratio)),
+        SizingRule::Multiplier { ratio } => leader.mul_ratio(ratio).and_then(|s| s.mul_ratio(inputs.map_ratio)),
         SizingRule::BalanceRatio { multiplier } => {
             let leader_balance = inputs
                 .leader_balance
                 .filter(|b| b.is_positive())
                 .ok_or(SkipReason::NeedsLeaderBalance)?;
             leader
-                .scale(
-                    inputs.follower_balance.raw().max(0).into(),
-                    leader_balance.raw().into(),
-                )
+                .scale(inputs.follower_balance.raw().max(0).into(), leader_balance.raw().into())
                 .and_then(|s| s.mul_ratio(multiplier))
                 .and_then(|s| s.mul_ratio(inputs.map_ratio))
         }
@@ -54,22 +49,14 @@ pub(crate) fn exact_size(
                 .filter(|e| e.is_positive())
                 .ok_or(SkipReason::NeedsLeaderEquity)?;
             leader
-                .scale(
-                    inputs.follower_equity.raw().max(0).into(),
-                    leader_equity.raw().into(),
-                )
+                .scale(inputs.follower_equity.raw().max(0).into(), leader_equity.raw().into())
                 .and_then(|s| s.mul_ratio(multiplier))
                 .and_then(|s| s.mul_ratio(inputs.map_ratio))
         }
         SizingRule::Notional { multiplier } => {
-            let leader_contract = inputs
-                .leader_contract_size
-                .ok_or(SkipReason::NeedsContractSize)?;
+            let leader_contract = inputs.leader_contract_size.ok_or(SkipReason::NeedsContractSize)?;
             leader
-                .scale(
-                    leader_contract.raw().into(),
-                    spec.contract_size.raw().into(),
-                )
+                .scale(leader_contract.raw().into(), spec.contract_size.raw().into())
                 .and_then(|s| s.mul_ratio(multiplier))
         }
         SizingRule::RiskPercent { percent } => {
@@ -259,23 +246,11 @@ mod tests {
             })
         );
         assert_eq!(
-            size(
-                half,
-                q("0.01"),
-                &spec,
-                Rounding::Nearest,
-                BelowMinimum::Skip
-            ),
+            size(half, q("0.01"), &spec, Rounding::Nearest, BelowMinimum::Skip),
             Ok(q("0.01"))
         );
         assert_eq!(
-            size(
-                half,
-                q("0.01"),
-                &spec,
-                Rounding::Down,
-                BelowMinimum::RoundUpToMinimum
-            ),
+            size(half, q("0.01"), &spec, Rounding::Down, BelowMinimum::RoundUpToMinimum),
             Ok(q("0.01"))
         );
         // A minimum above the step: 0.1 min, 0.01 step.
@@ -292,13 +267,7 @@ mod tests {
             Ok(q("0.1"))
         );
         assert_eq!(
-            size(
-                half,
-                q("0.19"),
-                &coarse,
-                Rounding::Down,
-                BelowMinimum::RoundUpToMinimum
-            ),
+            size(half, q("0.19"), &coarse, Rounding::Down, BelowMinimum::RoundUpToMinimum),
             Ok(q("0.1"))
         );
     }
@@ -314,13 +283,7 @@ mod tests {
             Err(SkipReason::BelowMinimum { .. })
         ));
         assert_eq!(
-            size(
-                tiny,
-                q("100"),
-                &spec,
-                Rounding::Down,
-                BelowMinimum::RoundUpToMinimum
-            ),
+            size(tiny, q("100"), &spec, Rounding::Down, BelowMinimum::RoundUpToMinimum),
             Ok(q("0.01"))
         );
         let huge = SizingRule::Multiplier {
@@ -350,22 +313,9 @@ mod tests {
         let spec = eurusd();
         let mut zero = inputs(q("1"));
         zero.leader_equity = Some(Money::parse("1000").unwrap());
-        let exact = exact_size(
-            &SizingRule::EquityRatio {
-                multiplier: Ratio::ONE,
-            },
-            &zero,
-            &spec,
-        )
-        .unwrap();
+        let exact = exact_size(&SizingRule::EquityRatio { multiplier: Ratio::ONE }, &zero, &spec).unwrap();
         assert_eq!(
-            to_tradable(
-                exact,
-                &spec,
-                Rounding::Down,
-                BelowMinimum::RoundUpToMinimum,
-                None
-            ),
+            to_tradable(exact, &spec, Rounding::Down, BelowMinimum::RoundUpToMinimum, None),
             Err(SkipReason::BelowMinimum {
                 computed: Qty::ZERO,
                 min: q("0.01")
@@ -414,8 +364,7 @@ mod tests {
     }
 
     fn ratios() -> impl Strategy<Value = Ratio> {
-        (1i64..=1_000_000_000, 0u32..=12)
-            .prop_map(|(num, decimals)| Ratio::new(num, 10i64.pow(decimals)).unwrap())
+        (1i64..=1_000_000_000, 0u32..=12).prop_map(|(num, decimals)| Ratio::new(num, 10i64.pow(decimals)).unwrap())
     }
 
     proptest! {

@@ -11,18 +11,7 @@ pub const SYMBOL_LEN_MAX: usize = 31;
 /// copying a symbol on the hot path never allocates.
 ///
 /// Accepted: 1 to 31 printable ASCII characters without spaces.
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    rkyv::Archive,
-    rkyv::Serialize,
-    rkyv::Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 pub struct Symbol {
     len: u8,
@@ -80,11 +69,7 @@ impl Symbol {
     /// `prefix + self + suffix`, for broker naming rules (`EURUSD` → `EURUSD.r`).
     pub fn decorated(&self, prefix: &str, suffix: &str) -> Result<Self, SymbolError> {
         let mut text = [0u8; SYMBOL_LEN_MAX * 3];
-        let parts = [
-            prefix.as_bytes(),
-            self.as_str().as_bytes(),
-            suffix.as_bytes(),
-        ];
+        let parts = [prefix.as_bytes(), self.as_str().as_bytes(), suffix.as_bytes()];
         let mut len = 0;
         for part in parts {
             text[len..len + part.len()].copy_from_slice(part);
@@ -183,14 +168,8 @@ mod tests {
             Symbol::new("EUR USD"),
             Err(SymbolError::BadCharacter { found: ' ', .. })
         ));
-        assert!(matches!(
-            Symbol::new("EURÜSD"),
-            Err(SymbolError::BadCharacter { .. })
-        ));
-        assert!(matches!(
-            Symbol::new(&"X".repeat(32)),
-            Err(SymbolError::TooLong(_))
-        ));
+        assert!(matches!(Symbol::new("EURÜSD"), Err(SymbolError::BadCharacter { .. })));
+        assert!(matches!(Symbol::new(&"X".repeat(32)), Err(SymbolError::TooLong(_))));
         assert!(Symbol::new(&"X".repeat(31)).is_ok());
     }
 
@@ -202,11 +181,6 @@ mod tests {
         let leader = Symbol::new("EURUSD.x").unwrap();
         assert_eq!(leader.stripped("", ".x"), eurusd);
         assert_eq!(eurusd.stripped("", ".x"), eurusd);
-        assert!(
-            Symbol::new(&"X".repeat(30))
-                .unwrap()
-                .decorated("", ".r")
-                .is_err()
-        );
+        assert!(Symbol::new(&"X".repeat(30)).unwrap().decorated("", ".r").is_err());
     }
 }
