@@ -90,9 +90,22 @@ fn fnv1a_32(bytes: &[u8]) -> u32 {
 
 /// Where a signal comes from: a leader account, or an external source.
 #[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Debug,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
 )]
 #[rkyv(derive(Debug, Clone, Copy, PartialEq, Eq, Hash))]
+#[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// A leader account's own trading.
     Account(AccountId),

@@ -416,7 +416,8 @@ impl fmt::Display for OrderStatus {
 }
 
 /// An event refused by the order lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
 pub enum OrderError {
     /// The table has no transition for this event in this status.
     #[error("order {order}: {event:?} is not allowed while {from:?}")]

@@ -16,7 +16,9 @@ use crate::symbol::Symbol;
 pub const NOTE_LEN_MAX: usize = 256;
 
 /// A signal to copy.
-#[derive(Clone, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct Signal {
     /// Unique id.
     pub id: SignalId,
@@ -40,7 +42,19 @@ pub struct Signal {
 }
 
 /// What a signal asks followers to do.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Debug,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum SignalAction {
     /// Open (or add to) a position, at market or as a pending order.
     Open(OpenSignal),
@@ -80,7 +94,18 @@ pub enum SignalAction {
 }
 
 /// An open: the leader's order as followers should see it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Debug,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct OpenSignal {
     /// The leader's position (or, for a pending order, its order id).
     pub leader: LeaderRef,

@@ -1,0 +1,167 @@
+//! Copy legs: which of a follower's positions and working orders copy which leader position.
+//!
+//! A leg is keyed by (origin, leader position). It holds the follower positions its fills went
+//! to, with the quantity each fill contributed (for a netting account, its share of the net
+//! position), and the orders still working for it. Closes, proportional partial closes and
+//! SL/TP modifies of the leader position are applied to exactly these.
+
+use mirror_model::{ClientOrderId, LeaderRef, Origin, PositionId, Price, Qty, Ratio, Side, Symbol};
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+
+use crate::LinkId;
+
+/// (origin, leader position).
+pub(crate) type LegKey = (Origin, LeaderRef);
+
+/// Follower positions and working orders copying one leader position.
+#[derive(Clone, Debug)]
+pub(crate) struct CopyLeg {
+    pub(crate) link: LinkId,
+    /// The follower's symbol.
+    pub(crate) symbol: Symbol,
+    /// The leader's canonical symbol (for close-all by symbol).
+    pub(crate) leader_symbol: Symbol,
+    /// The copy's side.
+    pub(crate) side: Side,
+    /// The leader's levels, already swapped for reverse copies (sources of `Copy` rules).
+    pub(crate) leader_levels: (Option<Price>, Option<Price>),
+    /// Positions and the quantity this leg holds in each.
+    pub(crate) positions: SmallVec<[(PositionId, Qty); 2]>,
+    /// Opens still working for this leg.
+    pub(crate) working: SmallVec<[ClientOrderId; 2]>,
+    /// The leader closed while an open was in flight: close whatever fills.
+    pub(crate) close_on_fill: bool,
+    /// The leader partially closed while an open was in flight: keep this fraction of fills.
+    pub(crate) keep_fraction: Ratio,
+    /// A modify arrived while an open was in flight: apply these levels once it fills.
+    pub(crate) pending_levels: Option<(Option<Price>, Option<Price>)>,
+}
+
+impl CopyLeg {
+    pub(crate) fn new(link: LinkId, symbol: Symbol, leader_symbol: Symbol, side: Side) -> Self {
+        Self {
+            link,
+            symbol,
+            leader_symbol,
+            side,
+            leader_levels: (None, None),
+            positions: SmallVec::new(),
+            working: SmallVec::new(),
+            close_on_fill: false,
+            keep_fraction: Ratio::ONE,
+            pending_levels: None,
+        }
+    }
+
+    /// Total quantity held.
+    pub(crate) fn open_qty(&self) -> Qty {
+        self.positions.iter().fold(Qty::ZERO, |sum, (_, qty)| sum + *qty)
+    }
+
+    pub(crate) fn add(&mut self, position: PositionId, qty: Qty) {
+        match self.positions.iter_mut().find(|(id, _)| *id == position) {
+            Some((_, held)) => *held += qty,
+            None => self.positions.push((position, qty)),
+        }
+    }
+
+    pub(crate) fn reduce(&mut self, position: PositionId, qty: Qty) {
+        if let Some((_, held)) = self.positions.iter_mut().find(|(id, _)| *id == position) {
+            *held = if qty >= *held { Qty::ZERO } else { *held - qty };
+        }
+        self.positions.retain(|(_, held)| held.is_positive());
+    }
+
+    /// The broker says `position` now holds `qty` (zero: closed): never hold more than that.
+    pub(crate) fn clamp(&mut self, position: PositionId, qty: Qty) {
+        for (id, held) in &mut self.positions {
+            if *id == position && *held > qty {
+                *held = qty;
+            }
+        }
+        self.positions.retain(|(_, held)| held.is_positive());
+    }
+
+    pub(crate) fn forget_order(&mut self, client_id: ClientOrderId) {
+        self.working.retain(|id| *id != client_id);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.positions.is_empty() && self.working.is_empty()
+    }
+}
+
+/// Every leg of one follower.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Legs {
+    by_key: FxHashMap<LegKey, CopyLeg>,
+}
+
+impl Legs {
+    pub(crate) fn get(&self, key: &LegKey) -> Option<&CopyLeg> {
+        self.by_key.get(key)
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &LegKey) -> Option<&mut CopyLeg> {
+        self.by_key.get_mut(key)
+    }
+
+    pub(crate) fn entry(&mut self, key: LegKey, make: impl FnOnce() -> CopyLeg) -> &mut CopyLeg {
+        self.by_key.entry(key).or_insert_with(make)
+    }
+
+    /// Moves a leg to a new key (a leader pending order became a position).
+    pub(crate) fn rekey(&mut self, from: &LegKey, to: LegKey) -> bool {
+        match self.by_key.remove(from) {
+            Some(leg) => {
+                self.by_key.insert(to, leg);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the leg when nothing is left in it.
+    pub(crate) fn prune(&mut self, key: &LegKey) {
+        if self.by_key.get(key).is_some_and(CopyLeg::is_empty) {
+            self.by_key.remove(key);
+        }
+    }
+
+    /// Applies a broker position change to every leg holding that position.
+    pub(crate) fn clamp_all(&mut self, position: PositionId, qty: Qty) {
+        self.by_key.retain(|_, leg| {
+            leg.clamp(position, qty);
+            !leg.is_empty()
+        });
+    }
+
+    /// Keys of the legs of `origin` (on the leader's canonical `symbol`, when given), ordered
+    /// so that output is deterministic.
+    pub(crate) fn keys_of(&self, origin: Origin, symbol: Option<Symbol>) -> SmallVec<[LegKey; 8]> {
+        let mut keys: SmallVec<[LegKey; 8]> = self
+            .by_key
+            .iter()
+            .filter(|(key, leg)| key.0 == origin && symbol.is_none_or(|s| s == leg.leader_symbol))
+            .map(|(key, _)| *key)
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Every key, ordered.
+    pub(crate) fn all_keys(&self) -> SmallVec<[LegKey; 8]> {
+        let mut keys: SmallVec<[LegKey; 8]> = self.by_key.keys().copied().collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&LegKey, &CopyLeg)> {
+        self.by_key.iter()
+    }
+}

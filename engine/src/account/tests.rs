@@ -1,0 +1,753 @@
+//! Replays of inputs into one actor, asserting the actions it produces.
+
+use std::sync::Arc;
+
+use mirror_connector::{AccountSnapshot, ConnectorError, ConnectorEvent, OrderReport, OrderReportKind, PlaceAck};
+use mirror_model::{
+    AccountId, AccountMode, BrokerOrderId, ClientOrderId, Fill, InstrumentKind, InstrumentSpec, InstrumentTable,
+    LeaderRef, LinkRules, Money, OpenSignal, OrderKind, Origin, Position, PositionChange, PositionEffect, PositionId,
+    Price, ProtectionRule, Qty, Ratio, Side, Signal, SignalAction, SignalId, SizingRule, SkipReason, Symbol,
+    TimeInForce,
+};
+
+use super::*;
+
+const LEADER: Origin = Origin::Account(AccountId(1));
+const ME: AccountId = AccountId(2);
+const LINK: LinkId = LinkId(0);
+const NOW: Now = Now {
+    mono_ns: 1_000,
+    unix_ms: 1_700_000_000_000,
+};
+
+fn q(text: &str) -> Qty {
+    Qty::parse(text).unwrap()
+}
+fn p(text: &str) -> Price {
+    Price::parse(text).unwrap()
+}
+fn m(text: &str) -> Money {
+    Money::parse(text).unwrap()
+}
+fn sym(text: &str) -> Symbol {
+    Symbol::new(text).unwrap()
+}
+
+fn eurusd() -> InstrumentSpec {
+    InstrumentSpec {
+        symbol: sym("EURUSD"),
+        kind: InstrumentKind::Forex,
+        contract_size: q("100000"),
+        tick_size: p("0.00001"),
+        tick_value: m("1"),
+        lot_step: q("0.01"),
+        min_qty: q("0.01"),
+        max_qty: q("100"),
+        digits: 5,
+    }
+}
+
+fn actor_with(rules: LinkRules, risk: RiskLimits, mode: AccountMode, is_leader: bool) -> AccountActor {
+    AccountActor::new(AccountSetup {
+        id: ME,
+        name: Arc::from("follower"),
+        mode,
+        instruments: InstrumentTable::from_iter([eurusd()]),
+        balance: m("10000"),
+        equity: m("10000"),
+        risk,
+        inbound: vec![InboundLink {
+            link: LINK,
+            origin: LEADER,
+            rules: Arc::new(rules),
+        }],
+        is_leader,
+        connected: true,
+        positions: Vec::new(),
+    })
+}
+
+fn actor(rules: LinkRules) -> AccountActor {
+    actor_with(rules, RiskLimits::default(), AccountMode::Hedging, false)
+}
+
+fn signal(id: u64, action: SignalAction) -> Signal {
+    Signal {
+        id: SignalId(id),
+        origin: LEADER,
+        created_unix_ms: NOW.unix_ms,
+        accepted_mono_ns: 500,
+        leader_balance: Some(m("20000")),
+        leader_equity: Some(m("20000")),
+        action,
+        note: String::new(),
+    }
+}
+
+fn open(leader: u64, side: Side, qty: &str) -> SignalAction {
+    SignalAction::Open(OpenSignal {
+        leader: LeaderRef(leader),
+        symbol: sym("EURUSD"),
+        side,
+        qty: q(qty),
+        kind: OrderKind::Market,
+        reference_price: Some(p("1.085")),
+        stop_loss: None,
+        take_profit: None,
+        time_in_force: TimeInForce::Gtc,
+        contract_size: Some(q("100000")),
+        from_pending: None,
+    })
+}
+
+fn feed(actor: &mut AccountActor, input: Input<'_>) -> Vec<Action> {
+    let mut out = Vec::new();
+    actor.on_input(NOW, input, &mut out);
+    out
+}
+
+fn feed_signal(actor: &mut AccountActor, signal: &Signal) -> Vec<Action> {
+    feed(
+        actor,
+        Input::Signal {
+            signal: signal.view(),
+            link: LINK,
+        },
+    )
+}
+
+fn commands(actions: &[Action]) -> Vec<Command> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { command, .. } => Some(*command),
+            _ => None,
+        })
+        .collect()
+}
+
+fn skips(actions: &[Action]) -> Vec<SkipReason> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Audit(Audit {
+                event: AuditEvent::Skipped { reason, .. },
+                ..
+            }) => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fill(client_id: ClientOrderId, qty: &str, price: &str, position: u64) -> Input<'static> {
+    Input::Event(ConnectorEvent::Order(OrderReport {
+        client_id: Some(client_id),
+        broker_id: BrokerOrderId(client_id.signal.0 * 100 + u64::from(client_id.leg)),
+        symbol: sym("EURUSD"),
+        side: Side::Buy,
+        kind: OrderReportKind::Filled(Fill {
+            qty: q(qty),
+            price: p(price),
+            position: PositionId(position),
+        }),
+        time_unix_ms: NOW.unix_ms,
+    }))
+}
+
+fn position_event(id: u64, side: Side, qty: &str, change: PositionChange) -> Input<'static> {
+    Input::Event(ConnectorEvent::Position(PositionEffect {
+        position: Position {
+            id: PositionId(id),
+            symbol: sym("EURUSD"),
+            side,
+            qty: q(qty),
+            open_price: p("1.085"),
+            stop_loss: None,
+            take_profit: None,
+        },
+        change,
+        realized_pnl: Money::ZERO,
+    }))
+}
+
+/// Opens a copy of leader position 7 and fills it on follower position 70.
+fn opened(actor: &mut AccountActor, qty: &str) -> ClientOrderId {
+    let out = feed_signal(actor, &signal(1, open(7, Side::Buy, "2")));
+    let Command::Place(request) = commands(&out)[0] else {
+        panic!("expected a place: {out:?}")
+    };
+    assert_eq!(request.qty, q(qty));
+    feed(actor, fill(request.client_id, qty, "1.085", 70));
+    feed(actor, position_event(70, Side::Buy, qty, PositionChange::Opened));
+    request.client_id
+}
+
+#[test]
+fn an_open_becomes_one_sized_order_with_a_deterministic_id() {
+    let rules = LinkRules {
+        sizing: SizingRule::Multiplier {
+            ratio: Ratio::parse("0.37").unwrap(),
+        },
+        ..LinkRules::default()
+    };
+    let mut actor = actor(rules);
+    let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "1.5")));
+    let sends: Vec<_> = out.iter().filter(|a| matches!(a, Action::Send { .. })).collect();
+    assert_eq!(sends.len(), 1);
+    let Action::Send {
+        command: Command::Place(request),
+        signal_t_in,
+    } = sends[0]
+    else {
+        panic!()
+    };
+    assert_eq!(*signal_t_in, Some(500));
+    assert_eq!(request.client_id, ClientOrderId::new(SignalId(1), ME, 0));
+    assert_eq!(
+        (request.side, request.qty, request.symbol),
+        (Side::Buy, q("0.55"), sym("EURUSD"))
+    );
+    assert!(out.iter().any(|a| matches!(
+        a,
+        Action::Audit(Audit {
+            event: AuditEvent::Copied { .. },
+            ..
+        })
+    )));
+    // Replaying the same signal into a fresh actor gives the same order.
+    let mut again = actor_with(
+        LinkRules {
+            sizing: SizingRule::Multiplier {
+                ratio: Ratio::parse("0.37").unwrap(),
+            },
+            ..LinkRules::default()
+        },
+        RiskLimits::default(),
+        AccountMode::Hedging,
+        false,
+    );
+    assert_eq!(
+        commands(&feed_signal(&mut again, &signal(1, open(7, Side::Buy, "1.5")))),
+        commands(&out)
+    );
+}
+
+#[test]
+fn close_partial_close_and_modify_reach_the_copied_position() {
+    let mut actor = actor(LinkRules::default());
+    opened(&mut actor, "2");
+    // Leader closes half: 2 × 1/2 = 1 from position 70.
+    let partial = signal(
+        2,
+        SignalAction::PartialClose {
+            leader: LeaderRef(7),
+            closed_qty: q("1"),
+            qty_before: q("2"),
+        },
+    );
+    let out = feed_signal(&mut actor, &partial);
+    assert_eq!(
+        commands(&out),
+        vec![Command::Close(CloseRequest {
+            client_id: ClientOrderId::new(SignalId(2), ME, 1),
+            position: PositionId(70),
+            symbol: sym("EURUSD"),
+            qty: q("1"),
+        })]
+    );
+    feed(
+        &mut actor,
+        fill(ClientOrderId::new(SignalId(2), ME, 1), "1", "1.086", 70),
+    );
+    feed(
+        &mut actor,
+        position_event(
+            70,
+            Side::Buy,
+            "1",
+            PositionChange::Reduced {
+                closed: q("1"),
+                qty_before: q("2"),
+            },
+        ),
+    );
+    // Leader moves its stop: the copy's stop follows.
+    let modify = signal(
+        3,
+        SignalAction::Modify {
+            leader: LeaderRef(7),
+            stop_loss: Some(p("1.08")),
+            take_profit: None,
+        },
+    );
+    assert_eq!(
+        commands(&feed_signal(&mut actor, &modify)),
+        vec![Command::Modify(ModifyRequest {
+            position: PositionId(70),
+            symbol: sym("EURUSD"),
+            stop_loss: Some(p("1.08")),
+            take_profit: None
+        })]
+    );
+    // Leader closes: the remaining 1 is closed.
+    let close = signal(4, SignalAction::Close { leader: LeaderRef(7) });
+    let out = feed_signal(&mut actor, &close);
+    let Command::Close(request) = commands(&out)[0] else {
+        panic!()
+    };
+    assert_eq!(
+        (request.position, request.qty, request.client_id.leg),
+        (PositionId(70), q("1"), 1)
+    );
+    feed(&mut actor, fill(request.client_id, "1", "1.087", 70));
+    feed(
+        &mut actor,
+        position_event(70, Side::Buy, "1", PositionChange::Closed { closed: q("1") }),
+    );
+    assert_eq!(actor.summary().legs, 0);
+    assert_eq!(actor.summary().positions, 0);
+    // A second close finds nothing to close.
+    assert_eq!(
+        skips(&feed_signal(
+            &mut actor,
+            &signal(5, SignalAction::Close { leader: LeaderRef(7) })
+        )),
+        vec![SkipReason::NoCopy]
+    );
+}
+
+#[test]
+fn a_close_that_overtakes_its_open_closes_the_fill_when_it_comes() {
+    let mut actor = actor(LinkRules::default());
+    let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "2")));
+    let Command::Place(request) = commands(&out)[0] else {
+        panic!()
+    };
+    // The leader closes before our open has filled.
+    assert!(
+        commands(&feed_signal(
+            &mut actor,
+            &signal(2, SignalAction::Close { leader: LeaderRef(7) })
+        ))
+        .is_empty()
+    );
+    let out = feed(&mut actor, fill(request.client_id, "2", "1.085", 70));
+    assert_eq!(
+        commands(&out),
+        vec![Command::Close(CloseRequest {
+            client_id: ClientOrderId::new(SignalId(1), ME, 1),
+            position: PositionId(70),
+            symbol: sym("EURUSD"),
+            qty: q("2"),
+        })]
+    );
+}
+
+#[test]
+fn two_quick_partial_closes_both_go_out_and_never_overclose() {
+    let mut actor = actor(LinkRules::default());
+    opened(&mut actor, "2");
+    let first = signal(
+        2,
+        SignalAction::PartialClose {
+            leader: LeaderRef(7),
+            closed_qty: q("1"),
+            qty_before: q("2"),
+        },
+    );
+    let second = signal(
+        3,
+        SignalAction::PartialClose {
+            leader: LeaderRef(7),
+            closed_qty: q("0.5"),
+            qty_before: q("1"),
+        },
+    );
+    let a = commands(&feed_signal(&mut actor, &first));
+    let b = commands(&feed_signal(&mut actor, &second));
+    assert!(matches!(a[..], [Command::Close(CloseRequest { qty, .. })] if qty == q("1")));
+    // The second sees 2 open (no fill of the first yet) and would close 1, but only 1 is not
+    // already being closed.
+    assert!(matches!(b[..], [Command::Close(CloseRequest { qty, .. })] if qty == q("1")));
+    let third = signal(
+        4,
+        SignalAction::PartialClose {
+            leader: LeaderRef(7),
+            closed_qty: q("0.1"),
+            qty_before: q("0.5"),
+        },
+    );
+    assert!(
+        commands(&feed_signal(&mut actor, &third)).is_empty(),
+        "nothing left that is not being closed"
+    );
+}
+
+#[test]
+fn risk_guards_refuse_orders_before_they_are_sent() {
+    let limits = RiskLimits {
+        max_order_qty: Some(q("1")),
+        ..RiskLimits::default()
+    };
+    let mut actor = actor_with(LinkRules::default(), limits, AccountMode::Hedging, false);
+    assert_eq!(
+        skips(&feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "1.5")))),
+        vec![SkipReason::MaxOrderQty {
+            qty: q("1.5"),
+            max: q("1")
+        }]
+    );
+
+    let limits = RiskLimits {
+        max_open_positions: Some(1),
+        ..RiskLimits::default()
+    };
+    let mut actor = actor_with(LinkRules::default(), limits, AccountMode::Hedging, false);
+    assert!(skips(&feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "1")))).is_empty());
+    // The first open is in flight: it counts.
+    assert_eq!(
+        skips(&feed_signal(&mut actor, &signal(2, open(8, Side::Buy, "1")))),
+        vec![SkipReason::MaxOpenPositions { open: 1, max: 1 }]
+    );
+
+    let limits = RiskLimits {
+        max_symbol_exposure: Some(q("2.5")),
+        ..RiskLimits::default()
+    };
+    let mut actor = actor_with(LinkRules::default(), limits, AccountMode::Netting, false);
+    assert!(skips(&feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "2")))).is_empty());
+    assert_eq!(
+        skips(&feed_signal(&mut actor, &signal(2, open(8, Side::Sell, "1")))),
+        vec![SkipReason::SymbolExposure {
+            symbol: sym("EURUSD"),
+            after: q("3"),
+            max: q("2.5")
+        }]
+    );
+}
+
+#[test]
+fn a_drawdown_breach_freezes_flattens_and_stops_copying() {
+    let limits = RiskLimits {
+        max_daily_drawdown_pct: Some(Ratio::parse("2").unwrap()),
+        on_breach: BreachAction::Freeze,
+        flatten_on_breach: true,
+        ..RiskLimits::default()
+    };
+    let mut actor = actor_with(LinkRules::default(), limits, AccountMode::Hedging, false);
+    opened(&mut actor, "2");
+    let out = feed(
+        &mut actor,
+        Input::Event(ConnectorEvent::Account(AccountSnapshot {
+            balance: m("10000"),
+            equity: m("9800"),
+            margin_used: Money::ZERO,
+        })),
+    );
+    assert!(
+        out.contains(&Action::Flatten {
+            group: false,
+            reason: FlattenReason::Breach
+        }),
+        "{out:?}"
+    );
+    assert_eq!(actor.summary().mode, RiskMode::Frozen);
+    let out = feed(
+        &mut actor,
+        Input::Control(Control::Flatten {
+            id: SignalId(99),
+            reason: FlattenReason::Breach,
+            freeze: false,
+        }),
+    );
+    assert_eq!(
+        commands(&out),
+        vec![Command::Close(CloseRequest {
+            client_id: ClientOrderId::new(SignalId(99), ME, 1),
+            position: PositionId(70),
+            symbol: sym("EURUSD"),
+            qty: q("2"),
+        })]
+    );
+    assert_eq!(
+        skips(&feed_signal(&mut actor, &signal(5, open(9, Side::Buy, "1")))),
+        vec![SkipReason::Frozen]
+    );
+    actor.on_input(NOW, Input::Control(Control::NewDay), &mut Vec::new());
+    assert!(skips(&feed_signal(&mut actor, &signal(6, open(10, Side::Buy, "1")))).is_empty());
+}
+
+#[test]
+fn pause_stops_opens_but_not_closes() {
+    let mut actor = actor(LinkRules::default());
+    opened(&mut actor, "2");
+    feed(&mut actor, Input::Control(Control::Pause));
+    assert_eq!(
+        skips(&feed_signal(&mut actor, &signal(2, open(8, Side::Buy, "1")))),
+        vec![SkipReason::AccountPaused]
+    );
+    assert_eq!(
+        commands(&feed_signal(
+            &mut actor,
+            &signal(3, SignalAction::Close { leader: LeaderRef(7) })
+        ))
+        .len(),
+        1
+    );
+    feed(&mut actor, Input::Control(Control::Resume));
+    feed(&mut actor, Input::Control(Control::PauseLink(LINK)));
+    assert_eq!(
+        skips(&feed_signal(&mut actor, &signal(4, open(9, Side::Buy, "1")))),
+        vec![SkipReason::LinkPaused]
+    );
+    feed(&mut actor, Input::Control(Control::ResumeLink(LINK)));
+    feed(&mut actor, Input::Control(Control::PauseAll));
+    assert_eq!(
+        skips(&feed_signal(&mut actor, &signal(5, open(10, Side::Buy, "1")))),
+        vec![SkipReason::GloballyPaused]
+    );
+}
+
+#[test]
+fn broker_answers_move_orders_through_their_lifecycle() {
+    let mut actor = actor(LinkRules::default());
+    let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "1")));
+    let Command::Place(request) = commands(&out)[0] else {
+        panic!()
+    };
+    let rejected = Outcome::Order {
+        client_id: request.client_id,
+        result: Err(ConnectorError::Rejected(mirror_connector::RejectReason::new(
+            mirror_connector::RejectCode::InsufficientMargin,
+            "no money",
+        ))),
+    };
+    let out = feed(&mut actor, Input::Outcome(rejected));
+    assert!(out.iter().any(|a| matches!(
+        a,
+        Action::Audit(Audit {
+            event: AuditEvent::Rejected { .. },
+            ..
+        })
+    )));
+    assert_eq!(actor.summary().live_orders, 0);
+    assert_eq!(actor.summary().legs, 0, "a rejected open leaves no leg");
+    // A late fill for the rejected order is refused by the lifecycle, not applied.
+    let out = feed(&mut actor, fill(request.client_id, "1", "1.085", 70));
+    assert!(
+        out.iter().any(|a| matches!(
+            a,
+            Action::Audit(Audit {
+                event: AuditEvent::InvalidTransition { .. },
+                ..
+            })
+        )),
+        "{out:?}"
+    );
+    assert_eq!(actor.summary().legs, 0);
+
+    // A timeout keeps the order in flight, neither rejected nor working.
+    let out = feed_signal(&mut actor, &signal(2, open(8, Side::Buy, "1")));
+    let Command::Place(request) = commands(&out)[0] else {
+        panic!()
+    };
+    let timeout = ConnectorError::Timeout {
+        operation: "place",
+        timeout: std::time::Duration::from_secs(5),
+    };
+    feed(
+        &mut actor,
+        Input::Outcome(Outcome::Order {
+            client_id: request.client_id,
+            result: Err(timeout),
+        }),
+    );
+    assert_eq!(actor.summary().live_orders, 1);
+    // Reconciliation later finds it filled.
+    feed(&mut actor, fill(request.client_id, "1", "1.085", 71));
+    assert_eq!(actor.summary().live_orders, 0);
+    // An ack arriving after the fill is harmless.
+    let out = feed(
+        &mut actor,
+        Input::Outcome(Outcome::Order {
+            client_id: request.client_id,
+            result: Ok(PlaceAck {
+                broker_id: BrokerOrderId(5),
+            }),
+        }),
+    );
+    assert!(!out.iter().any(|a| matches!(
+        a,
+        Action::Audit(Audit {
+            event: AuditEvent::InvalidTransition { .. },
+            ..
+        })
+    )));
+}
+
+#[test]
+fn a_full_connector_queue_is_a_counted_skip() {
+    let mut actor = actor(LinkRules::default());
+    let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "1")));
+    let command = commands(&out)[0];
+    let out = feed(&mut actor, Input::NotSent(command));
+    assert_eq!(skips(&out), vec![SkipReason::ConnectorQueueFull]);
+    assert_eq!(actor.summary().live_orders, 0);
+}
+
+#[test]
+fn fixed_distance_levels_are_amended_to_the_actual_fill() {
+    let rules = LinkRules {
+        stop_loss: ProtectionRule::Distance(p("0.002")),
+        take_profit: ProtectionRule::Distance(p("0.004")),
+        ..LinkRules::default()
+    };
+    let mut actor = actor(rules);
+    let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "1")));
+    let Command::Place(request) = commands(&out)[0] else {
+        panic!()
+    };
+    assert_eq!(
+        (request.stop_loss, request.take_profit),
+        (Some(p("1.083")), Some(p("1.089")))
+    );
+    // Filled 3 pips worse than the reference: the levels follow the real entry.
+    let out = feed(&mut actor, fill(request.client_id, "1", "1.08530", 70));
+    assert_eq!(
+        commands(&out),
+        vec![Command::Modify(ModifyRequest {
+            position: PositionId(70),
+            symbol: sym("EURUSD"),
+            stop_loss: Some(p("1.0833")),
+            take_profit: Some(p("1.0893"))
+        })]
+    );
+    // Filled exactly at the reference: nothing to amend.
+    let out = feed_signal(&mut actor, &signal(2, open(8, Side::Buy, "1")));
+    let Command::Place(request) = commands(&out)[0] else {
+        panic!()
+    };
+    assert!(commands(&feed(&mut actor, fill(request.client_id, "1", "1.085", 71))).is_empty());
+}
+
+#[test]
+fn a_leaders_position_changes_become_signals() {
+    let mut leader = actor_with(LinkRules::default(), RiskLimits::default(), AccountMode::Hedging, true);
+    let drafts = |out: &[Action]| -> Vec<SignalAction> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Emit(draft) => Some(draft.action),
+                _ => None,
+            })
+            .collect()
+    };
+    // The user places a buy limit by hand, then it fills, is reduced, amended and closed.
+    let working = mirror_connector::WorkingOrder {
+        client_id: None,
+        broker_id: BrokerOrderId(55),
+        symbol: sym("EURUSD"),
+        side: Side::Buy,
+        qty: q("2"),
+        filled_qty: Qty::ZERO,
+        kind: OrderKind::Limit { price: p("1.08") },
+        stop_loss: None,
+        take_profit: None,
+        time_in_force: TimeInForce::Gtc,
+    };
+    let out = feed(&mut leader, Input::Event(ConnectorEvent::Working(working)));
+    assert!(matches!(
+        drafts(&out)[..],
+        [SignalAction::Open(OpenSignal {
+            leader: LeaderRef(55),
+            kind: OrderKind::Limit { .. },
+            ..
+        })]
+    ));
+    let manual_fill = Input::Event(ConnectorEvent::Order(OrderReport {
+        client_id: None,
+        broker_id: BrokerOrderId(55),
+        symbol: sym("EURUSD"),
+        side: Side::Buy,
+        kind: OrderReportKind::Filled(Fill {
+            qty: q("2"),
+            price: p("1.08"),
+            position: PositionId(60),
+        }),
+        time_unix_ms: NOW.unix_ms,
+    }));
+    assert!(drafts(&feed(&mut leader, manual_fill)).is_empty());
+    let out = feed(&mut leader, position_event(60, Side::Buy, "2", PositionChange::Opened));
+    let [SignalAction::Open(open)] = drafts(&out)[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (open.leader, open.from_pending, open.qty, open.reference_price),
+        (LeaderRef(60), Some(LeaderRef(55)), q("2"), Some(p("1.08")))
+    );
+    assert_eq!(open.contract_size, Some(q("100000")));
+    let out = feed(
+        &mut leader,
+        position_event(
+            60,
+            Side::Buy,
+            "1.5",
+            PositionChange::Reduced {
+                closed: q("0.5"),
+                qty_before: q("2"),
+            },
+        ),
+    );
+    assert_eq!(
+        drafts(&out),
+        vec![SignalAction::PartialClose {
+            leader: LeaderRef(60),
+            closed_qty: q("0.5"),
+            qty_before: q("2")
+        }]
+    );
+    let out = feed(
+        &mut leader,
+        position_event(60, Side::Buy, "1.5", PositionChange::ProtectionChanged),
+    );
+    assert_eq!(
+        drafts(&out),
+        vec![SignalAction::Modify {
+            leader: LeaderRef(60),
+            stop_loss: None,
+            take_profit: None
+        }]
+    );
+    let out = feed(
+        &mut leader,
+        position_event(60, Side::Buy, "1.5", PositionChange::Closed { closed: q("1.5") }),
+    );
+    assert_eq!(drafts(&out), vec![SignalAction::Close { leader: LeaderRef(60) }]);
+}
+
+#[test]
+fn a_copied_pending_order_follows_the_leaders_fill_without_a_second_order() {
+    let mut actor = actor(LinkRules::default());
+    let mut pending = open(55, Side::Buy, "1");
+    if let SignalAction::Open(open) = &mut pending {
+        open.kind = OrderKind::Limit { price: p("1.08") };
+    }
+    let out = feed_signal(&mut actor, &signal(1, pending));
+    assert!(matches!(
+        commands(&out)[..],
+        [Command::Place(OrderRequest {
+            kind: OrderKind::Limit { .. },
+            ..
+        })]
+    ));
+    // The leader's pending filled (position 60): we re-key, and place nothing.
+    let mut filled = open(60, Side::Buy, "1");
+    if let SignalAction::Open(open) = &mut filled {
+        open.from_pending = Some(LeaderRef(55));
+    }
+    assert!(commands(&feed_signal(&mut actor, &signal(2, filled))).is_empty());
+    // The leader's close now cancels our resting copy.
+    let out = feed_signal(&mut actor, &signal(3, SignalAction::Close { leader: LeaderRef(60) }));
+    assert!(
+        matches!(commands(&out)[..], [Command::Cancel(CancelRequest { client_id, .. })] if client_id == ClientOrderId::new(SignalId(1), ME, 0))
+    );
+}

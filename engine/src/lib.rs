@@ -1,0 +1,21 @@
+//! Mirror's engine: one signal in, many correctly sized follower orders out.
+//!
+//! - [`account`]: the account actor, an I/O-free state machine per account.
+//! - [`router`]: the copy map (who copies whom, on which shard), swapped atomically.
+//! - [`runtime`]: pinned shard threads with bounded mailboxes, and the engine that runs them.
+//! - [`config`]: TOML configuration with precise errors.
+//! - [`telemetry`]: counters, latency histograms, the status line and logs.
+
+#![warn(missing_docs)]
+
+pub mod account;
+pub mod clock;
+pub mod config;
+pub mod connectors;
+pub mod router;
+pub mod runtime;
+pub mod telemetry;
+
+/// A link of the copy map (leader or source → follower), numbered when the map is built.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize)]
+pub struct LinkId(pub u32);
