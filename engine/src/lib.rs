@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod account;
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod connectors;

@@ -1,1 +1,168 @@
-fn main() {}
+//! `mirror-engine`: run Mirror, or check a configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use mirror_engine::app::{StartOptions, start};
+use mirror_engine::config;
+use mirror_engine::telemetry::{Console, init_logging};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Mirror: one signal in, many correctly sized follower orders out.
+#[derive(Parser, Debug)]
+#[command(name = "mirror-engine", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the engine (Ctrl-C stops it cleanly).
+    Run {
+        /// Configuration file.
+        #[arg(long, short, default_value = "config/demo.toml")]
+        config: PathBuf,
+        /// Stop by itself after this many seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// Validate a configuration: prints every problem with file, line, field and reason,
+    /// and exits with status 2 if there is one.
+    Check {
+        /// Configuration file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { file } => check(&file),
+        Command::Run { config, duration } => run(&config, duration.map(Duration::from_secs)),
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn check(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(resolved) => {
+            let leaders = resolved
+                .links
+                .iter()
+                .map(|l| l.leader)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            println!(
+                "✓ {}: {} accounts, {} sources, {} leaders, {} links, {} instruments ({} file{})",
+                file.display(),
+                resolved.accounts.len(),
+                resolved.sources.len(),
+                leaders,
+                resolved.links.len(),
+                resolved.catalog.len(),
+                resolved.files.len(),
+                if resolved.files.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "✗ {}: {} problem{}",
+                file.display(),
+                errors.0.len(),
+                if errors.0.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn run(path: &std::path::Path, duration: Option<Duration>) -> ExitCode {
+    let resolved = match config::load(path) {
+        Ok(resolved) => resolved,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let console = Console::stdout();
+    let _log_guard = match init_logging(&resolved.logging, console.clone()) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("cannot start logging: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The shards own their cores; tokio (connectors, timers) gets the rest, at least one.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = cores.saturating_sub(resolved.runtime.shards).max(1);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let running = start(&resolved, StartOptions { ticker: true, autotrade: true, ..StartOptions::default() }).await?;
+        let accounts = running.accounts().await;
+        tracing::info!(
+            config = %path.display(),
+            accounts = accounts.len(),
+            links = resolved.links.len(),
+            shards = resolved.runtime.shards,
+            logs = %resolved.logging.dir.display(),
+            "Mirror is running; Ctrl-C stops it"
+        );
+        let mut ticker = tokio::time::interval(resolved.status_interval);
+        let stop_at = duration.map(|d| tokio::time::Instant::now() + d);
+        loop {
+            tokio::select! {
+                biased;
+                _ = tokio::signal::ctrl_c() => break,
+                _ = async { if let Some(at) = stop_at { tokio::time::sleep_until(at).await } else { std::future::pending().await } } => break,
+                _ = ticker.tick() => console.set_status(&running.status().await.to_string()),
+            }
+        }
+        console.set_status(&running.status().await.to_string());
+        console.finish();
+        tracing::info!("stopping: leaders halted, letting orders in flight finish");
+        let accounts = running.accounts().await;
+        let final_status = running.status().await;
+        running.stop().await;
+        console.finish();
+        println!("{final_status}");
+        println!("{:<16} {:>12} {:>12} {:>9} {:>6}  mode", "account", "balance", "equity", "positions", "legs");
+        for view in accounts {
+            println!(
+                "{:<16} {:>12} {:>12} {:>9} {:>6}  {}{}",
+                view.name,
+                view.summary.balance.to_string(),
+                view.summary.equity.to_string(),
+                view.summary.positions,
+                view.summary.legs,
+                view.summary.mode,
+                if view.summary.paused { " (paused)" } else { "" }
+            );
+        }
+        Ok::<_, anyhow::Error>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

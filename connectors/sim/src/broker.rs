@@ -23,6 +23,29 @@ use crate::config::{SimAccountConfig, SimConfig, SimInstrument, SimMarket};
 
 /// Client order ids remembered per account for idempotency (oldest forgotten first).
 const CLIENT_IDS_REMEMBERED: usize = 100_000;
+/// Executions kept per account in its history (oldest dropped first).
+const HISTORY_KEPT: usize = 100_000;
+
+/// One execution as the broker recorded it: the account's trade history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimExecution {
+    /// Mirror's id of the order (none for trades by hand and stop/target hits).
+    pub client_id: Option<ClientOrderId>,
+    /// The broker's order id.
+    pub broker_id: BrokerOrderId,
+    /// Symbol.
+    pub symbol: Symbol,
+    /// Side of the execution.
+    pub side: Side,
+    /// Quantity.
+    pub qty: Qty,
+    /// Price.
+    pub price: Price,
+    /// The position it opened, added to or reduced.
+    pub position: PositionId,
+    /// Whether it opened/added (`true`) or reduced/closed (`false`).
+    pub opening: bool,
+}
 
 /// A problem with a request to the simulator itself (not a broker refusal).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,6 +141,7 @@ struct Account {
     rx: flume::Receiver<ConnectorEvent>,
     capacity: usize,
     last_equity: Money,
+    history: VecDeque<SimExecution>,
 }
 
 /// An order resting at the broker (a pending order, or a market order's unfilled rest).
@@ -266,12 +290,25 @@ fn execute(
     let time_unix_ms = now_unix_ms();
     for effect in &effects {
         account.balance += effect.realized_pnl;
-        let qty = match effect.change {
-            PositionChange::Opened => effect.position.qty,
-            PositionChange::Increased { added } => added,
-            PositionChange::Reduced { closed, .. } | PositionChange::Closed { closed } => closed,
+        let (qty, opening) = match effect.change {
+            PositionChange::Opened => (effect.position.qty, true),
+            PositionChange::Increased { added } => (added, true),
+            PositionChange::Reduced { closed, .. } | PositionChange::Closed { closed } => (closed, false),
             PositionChange::ProtectionChanged => continue,
         };
+        account.history.push_back(SimExecution {
+            client_id: execution.client_id,
+            broker_id: execution.broker_id,
+            symbol: execution.spec.symbol,
+            side: execution.side,
+            qty,
+            price: execution.price,
+            position: effect.position.id,
+            opening,
+        });
+        if account.history.len() > HISTORY_KEPT {
+            account.history.pop_front();
+        }
         let report = OrderReport {
             client_id: execution.client_id,
             broker_id: execution.broker_id,
@@ -463,6 +500,7 @@ impl SimBroker {
                 rx,
                 capacity,
                 last_equity: config.balance,
+                history: VecDeque::new(),
             },
         );
         Ok(())
@@ -491,6 +529,16 @@ impl SimBroker {
             .get(account)
             .ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
         Ok(account.book.positions().copied().collect())
+    }
+
+    /// The account's executions, oldest first.
+    pub fn history(&self, account: &str) -> Result<Vec<SimExecution>, SimError> {
+        let state = self.lock();
+        let account = state
+            .accounts
+            .get(account)
+            .ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
+        Ok(account.history.iter().copied().collect())
     }
 
     /// Balance and equity of an account.

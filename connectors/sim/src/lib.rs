@@ -16,7 +16,7 @@ mod config;
 mod connector;
 mod trader;
 
-pub use broker::{SimBroker, SimError, SimStats};
+pub use broker::{SimBroker, SimError, SimExecution, SimStats};
 pub use config::{AutoTraderConfig, SimAccountConfig, SimConfig, SimInstrument, SimMarket};
 pub use connector::SimConnector;
 pub use trader::spawn_autotrader;

@@ -1,0 +1,263 @@
+//! Assembling a running Mirror from a resolved configuration: the simulated broker, one
+//! connector per account, the engine, the connector tasks, the auto-traders.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mirror_connector::Connector;
+use mirror_connector_sim::{SimAccountConfig, SimBroker, SimConnector, spawn_autotrader};
+use mirror_model::{AccountId, InstrumentTable, Origin, Platform};
+use rustc_hash::FxHashMap;
+use tokio::task::JoinHandle;
+
+use crate::LinkId;
+use crate::account::{AccountSetup, Control};
+use crate::clock::Clock;
+use crate::config::Resolved;
+use crate::connectors::{AccountWiring, boot, spawn_account_tasks};
+use crate::router::LinkSpec;
+use crate::runtime::{AccountView, ControlScope, Engine, EngineBuilder, EngineHandle};
+use crate::telemetry::{FanoutDone, Stats, StatusLine, TelemetryHandle, spawn_telemetry};
+
+/// Options for starting.
+#[derive(Debug, Default)]
+pub struct StartOptions {
+    /// Start the simulated price feed's timer (off in tests that move prices by hand).
+    pub ticker: bool,
+    /// Start the leaders' auto-traders.
+    pub autotrade: bool,
+    /// Use this clock instead of the system clock.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Also report fan-out completions here.
+    pub observer: Option<flume::Sender<FanoutDone>>,
+}
+
+/// A running Mirror.
+#[derive(Debug)]
+pub struct Running {
+    engine: Option<Engine>,
+    /// Talk to the engine.
+    pub handle: EngineHandle,
+    /// The simulated broker (its state outlives the engine).
+    pub broker: SimBroker,
+    telemetry: Option<TelemetryHandle>,
+    connector_tasks: Vec<JoinHandle<()>>,
+    feed_tasks: Vec<JoinHandle<()>>,
+    /// Account names by id.
+    pub names: FxHashMap<AccountId, Arc<str>>,
+    started: std::time::Instant,
+}
+
+/// Starts everything a configuration describes.
+pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result<Running> {
+    let broker = SimBroker::new(resolved.sim.clone(), resolved.markets.clone());
+    let mut connectors: Vec<(AccountId, Arc<str>, Arc<dyn Connector>)> = Vec::new();
+    for account in &resolved.accounts {
+        anyhow::ensure!(
+            account.platform == Platform::Sim,
+            "account {}: only simulated accounts can run in this build",
+            account.name
+        );
+        broker
+            .open_account(SimAccountConfig {
+                name: account.name.clone(),
+                mode: account.mode,
+                currency: account.currency.clone(),
+                balance: account.balance,
+                instruments: account.instruments.clone(),
+            })
+            .with_context(|| format!("opening simulated account {}", account.name))?;
+        let connector = SimConnector::new(broker.clone(), &account.name)?;
+        connectors.push((account.id, Arc::from(account.name.as_str()), Arc::new(connector)));
+    }
+
+    let boots = futures_join(connectors.iter().map(|(_, _, connector)| {
+        let connector = Arc::clone(connector);
+        let settings = resolved.connector;
+        async move { boot(connector.as_ref(), settings).await }
+    }))
+    .await;
+
+    let stats = Stats::new();
+    let names: FxHashMap<AccountId, Arc<str>> =
+        connectors.iter().map(|(id, name, _)| (*id, Arc::clone(name))).collect();
+    let telemetry = spawn_telemetry(names.clone(), Arc::clone(&stats), 65_536, Duration::from_secs(30));
+    let mut builder = EngineBuilder::new(resolved.runtime.clone())
+        .stats(stats)
+        .telemetry(telemetry.sender());
+    if let Some(clock) = options.clock {
+        builder = builder.clock(clock);
+    }
+    if let Some(observer) = options.observer {
+        builder = builder.observer(observer);
+    }
+    for ((account, (_, name, _)), boot) in resolved.accounts.iter().zip(&connectors).zip(&boots) {
+        if let Some(error) = &boot.error {
+            tracing::warn!(account = %name, %error, "connector did not come up; it will keep trying");
+        }
+        builder = builder.account(AccountSetup {
+            id: account.id,
+            name: Arc::clone(name),
+            mode: boot.session.as_ref().map_or(account.mode, |s| s.mode),
+            instruments: InstrumentTable::from_iter(boot.instruments.iter().copied()),
+            balance: boot.snapshot.balance,
+            equity: boot.snapshot.equity,
+            risk: account.risk,
+            inbound: Vec::new(),
+            is_leader: false,
+            connected: boot.session.is_some(),
+            positions: boot.positions.clone(),
+        });
+    }
+    for link in &resolved.links {
+        builder = builder.link(LinkSpec {
+            leader: link.leader,
+            follower: link.follower,
+            rules: Arc::new(link.rules.clone()),
+        });
+    }
+    for source in &resolved.sources {
+        builder = builder.source(Origin::Source(source.id), source.symbols.iter().copied());
+    }
+    let (engine, receivers) = builder.start()?;
+    let handle = engine.handle();
+
+    for account in resolved.accounts.iter().filter(|a| a.paused) {
+        handle.control(ControlScope::Account(account.id), Control::Pause)?;
+    }
+    for (index, link) in resolved.links.iter().enumerate().filter(|(_, l)| l.paused) {
+        let id = LinkId(u32::try_from(index).expect("fewer than 2³² links"));
+        handle.control(ControlScope::Account(link.follower), Control::PauseLink(id))?;
+    }
+
+    let mut connector_tasks = Vec::new();
+    for ((id, name, connector), (account, commands)) in connectors.into_iter().zip(receivers) {
+        debug_assert_eq!(id, account);
+        let mailbox = handle.mailbox(id).expect("every account has a mailbox");
+        let wiring = AccountWiring {
+            account: id,
+            name,
+            connector,
+            commands,
+            mailbox,
+        };
+        connector_tasks.extend(spawn_account_tasks(wiring, resolved.connector));
+    }
+
+    let mut feed_tasks = Vec::new();
+    if options.ticker
+        && let Some(ticker) = broker.start_ticker()
+    {
+        feed_tasks.push(ticker);
+    }
+    if options.autotrade {
+        for account in &resolved.accounts {
+            if let Some((config, seed)) = &account.autotrade {
+                feed_tasks.push(spawn_autotrader(
+                    broker.clone(),
+                    account.name.clone(),
+                    config.clone(),
+                    *seed,
+                ));
+            }
+        }
+    }
+    Ok(Running {
+        engine: Some(engine),
+        handle,
+        broker,
+        telemetry: Some(telemetry),
+        connector_tasks,
+        feed_tasks,
+        names,
+        started: std::time::Instant::now(),
+    })
+}
+
+/// Runs futures concurrently and collects their outputs in order.
+async fn futures_join<F: Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(handles.len());
+    for handle in handles {
+        outputs.push(handle.await.expect("boot task panicked"));
+    }
+    outputs
+}
+
+impl Running {
+    /// The status line now.
+    pub async fn status(&self) -> StatusLine {
+        let handle = self.handle.clone();
+        let views = tokio::task::spawn_blocking(move || handle.accounts())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        StatusLine {
+            stats: self.handle.stats(),
+            latency: self
+                .telemetry
+                .as_ref()
+                .map(TelemetryHandle::fanout_latency)
+                .unwrap_or_default(),
+            connected: (views.iter().filter(|v| v.summary.connected).count(), views.len()),
+            restricted: views
+                .iter()
+                .filter(|v| v.summary.mode != crate::account::RiskMode::Normal)
+                .count(),
+            uptime_s: self.started.elapsed().as_secs(),
+        }
+    }
+
+    /// Every account as the engine sees it.
+    pub async fn accounts(&self) -> Vec<AccountView> {
+        let handle = self.handle.clone();
+        tokio::task::spawn_blocking(move || handle.accounts())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    }
+
+    /// Waits until nothing moves: connector queues drained and counters still for `quiet`
+    /// (or `limit` passes). For tests and a clean stop.
+    pub async fn settle(&self, quiet: Duration, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut last = self.handle.stats();
+        let mut still_since = tokio::time::Instant::now();
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let now = self.handle.stats();
+            if now != last {
+                last = now;
+                still_since = tokio::time::Instant::now();
+            } else if still_since.elapsed() >= quiet {
+                return;
+            }
+        }
+    }
+
+    /// Stops the leaders and the price feed, lets in-flight orders finish, then stops the
+    /// connector tasks, the shards and telemetry.
+    pub async fn stop(mut self) {
+        // Stopping telemetry needs no sender to be gone: it stops on a message, after
+        // everything queued before it.
+        for task in self.feed_tasks.drain(..) {
+            task.abort();
+        }
+        self.settle(Duration::from_millis(200), Duration::from_secs(3)).await;
+        for task in self.connector_tasks.drain(..) {
+            task.abort();
+        }
+        if let Some(engine) = self.engine.take() {
+            let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
+        }
+        if let Some(telemetry) = self.telemetry.take() {
+            let _ = tokio::task::spawn_blocking(move || telemetry.stop()).await;
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The shape of a configuration file, as written.
+
+use std::collections::BTreeMap;
+
+use mirror_model::{
+    AccountMode, BelowMinimum, InstrumentKind, MappedSymbol, Money, Platform, Price, ProtectionRule, Qty, Rounding,
+    SideFilter, SizingRule, Symbol,
+};
+use serde::Deserialize;
+
+use crate::account::RiskLimits;
+use crate::runtime::FanoutEncoding;
+use crate::telemetry::LoggingSettings;
+
+/// One file. Every section is optional; sections of included files are merged.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawFile {
+    /// Other files to read, relative to this one.
+    pub include: Vec<String>,
+    /// Runtime settings.
+    pub engine: Option<EngineSection>,
+    /// Logging.
+    pub logging: Option<LoggingSettings>,
+    /// The simulated broker.
+    pub sim: Option<SimSection>,
+    /// The instrument catalog, by canonical symbol.
+    pub instruments: BTreeMap<String, InstrumentEntry>,
+    /// Named risk profiles.
+    pub risk: BTreeMap<String, RiskLimits>,
+    /// External signal sources.
+    pub sources: Vec<SourceEntry>,
+    /// Accounts.
+    pub accounts: Vec<AccountEntry>,
+    /// Links (leader → follower with rules).
+    pub links: Vec<LinkEntry>,
+}
+
+/// `[engine]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSection {
+    /// Shard threads (default: cores − 1, at least 1).
+    pub shards: Option<usize>,
+    /// Polls of an empty mailbox before a shard parks.
+    pub spin_iterations: u32,
+    /// Shard mailbox capacity.
+    pub mailbox_capacity: usize,
+    /// Connector queue capacity per account.
+    pub connector_queue_capacity: usize,
+    /// Pin shards to cores.
+    pub pin_cores: bool,
+    /// Hour (UTC) at which the trading day starts.
+    pub day_start_utc_hour: u8,
+    /// How signals travel to followers.
+    pub encoding: FanoutEncoding,
+    /// Longest wait for one connector call, ms.
+    pub call_timeout_ms: u64,
+    /// Status line refresh, ms.
+    pub status_interval_ms: u64,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        let runtime = crate::runtime::RuntimeSettings::default();
+        Self {
+            shards: None,
+            spin_iterations: runtime.spin_iterations,
+            mailbox_capacity: runtime.mailbox_capacity,
+            connector_queue_capacity: runtime.connector_queue_capacity,
+            pin_cores: runtime.pin_cores,
+            day_start_utc_hour: runtime.day_start_utc_hour,
+            encoding: runtime.encoding,
+            call_timeout_ms: 5_000,
+            status_interval_ms: 1_000,
+        }
+    }
+}
+
+/// `[sim]`: the simulated broker.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimSection {
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Price step interval, ms (0: prices move only when told).
+    pub tick_ms: u64,
+    /// Shortest order latency, ms.
+    pub latency_min_ms: u64,
+    /// Longest order latency, ms.
+    pub latency_max_ms: u64,
+    /// Most ticks of adverse slippage.
+    pub slippage_ticks_max: u32,
+    /// Chance that a market open fills in two parts.
+    pub partial_fill_probability: f64,
+    /// Chance that an order is refused at random.
+    pub reject_probability: f64,
+}
+
+impl Default for SimSection {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            tick_ms: 250,
+            latency_min_ms: 1,
+            latency_max_ms: 5,
+            slippage_ticks_max: 1,
+            partial_fill_probability: 0.0,
+            reject_probability: 0.0,
+        }
+    }
+}
+
+/// `[instruments.<SYMBOL>]`: an instrument of the catalog and its simulated market.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstrumentEntry {
+    /// Market kind.
+    #[serde(default)]
+    pub kind: InstrumentKind,
+    /// Units per quantity unit.
+    pub contract_size: Qty,
+    /// Price increment.
+    pub tick_size: Price,
+    /// Value of one tick on quantity 1 (default: tick size × contract size).
+    pub tick_value: Option<Money>,
+    /// Quantity increment.
+    pub lot_step: Qty,
+    /// Smallest order.
+    pub min_qty: Qty,
+    /// Largest order.
+    pub max_qty: Qty,
+    /// Decimals shown (default: those of the tick size).
+    pub digits: Option<u8>,
+    /// The simulated market's starting bid (not needed with `priced_by`).
+    pub price: Option<Price>,
+    /// Priced by another instrument's market (MES by ES): the two move together.
+    pub priced_by: Option<Symbol>,
+    /// Simulated spread, ticks.
+    #[serde(default = "default_spread")]
+    pub spread_ticks: u32,
+    /// Simulated move per step, ticks.
+    #[serde(default = "default_volatility")]
+    pub volatility_ticks: u32,
+}
+
+fn default_spread() -> u32 {
+    1
+}
+fn default_volatility() -> u32 {
+    2
+}
+
+/// `[[sources]]`: an external signal source (webhook, API client, file drop, manual ticket).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEntry {
+    /// Unique name.
+    pub name: String,
+    /// Symbols it may send (empty: any).
+    #[serde(default)]
+    pub symbols: Vec<Symbol>,
+}
+
+/// Per-account changes to a catalog instrument (a micro-lot account's contract size).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpecOverride {
+    /// Contract size.
+    pub contract_size: Option<Qty>,
+    /// Tick value.
+    pub tick_value: Option<Money>,
+    /// Lot step.
+    pub lot_step: Option<Qty>,
+    /// Minimum.
+    pub min_qty: Option<Qty>,
+    /// Maximum.
+    pub max_qty: Option<Qty>,
+}
+
+/// `[accounts.autotrade]`: the account trades on its own (simulated leaders, for the demo).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoTradeEntry {
+    /// Time between decisions, ms.
+    pub every_ms: u64,
+    /// Catalog symbols it trades (default: all of the account's).
+    #[serde(default)]
+    pub symbols: Vec<Symbol>,
+    /// Quantities it picks from.
+    pub quantities: Vec<Qty>,
+    /// Most positions at once.
+    #[serde(default = "default_max_positions")]
+    pub max_positions: usize,
+    /// Stop distance, ticks.
+    #[serde(default = "default_stop_ticks")]
+    pub stop_ticks: u32,
+    /// Target distance, ticks.
+    #[serde(default = "default_profit_ticks")]
+    pub profit_ticks: u32,
+    /// Seed (default: derived from the account name).
+    pub seed: Option<u64>,
+}
+
+fn default_max_positions() -> usize {
+    3
+}
+fn default_stop_ticks() -> u32 {
+    40
+}
+fn default_profit_ticks() -> u32 {
+    80
+}
+
+/// `[[accounts]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountEntry {
+    /// Unique name.
+    pub name: String,
+    /// Platform.
+    pub platform: Platform,
+    /// Netting or hedging.
+    #[serde(default)]
+    pub mode: AccountMode,
+    /// Starting balance (simulated accounts).
+    pub balance: Money,
+    /// Currency.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// Risk profile name.
+    pub risk: Option<String>,
+    /// Catalog symbols it trades (default: all).
+    pub instruments: Option<Vec<Symbol>>,
+    /// The broker's symbol prefix (`m` in `mEURUSD`).
+    #[serde(default)]
+    pub symbol_prefix: String,
+    /// The broker's symbol suffix (`.r` in `EURUSD.r`).
+    #[serde(default)]
+    pub symbol_suffix: String,
+    /// Per-instrument spec changes, by catalog symbol.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, SpecOverride>,
+    /// Trade on its own.
+    pub autotrade: Option<AutoTradeEntry>,
+    /// Start paused (no new opens copied to it).
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_currency() -> String {
+    "USD".into()
+}
+
+/// `[[links]]`: a leader (account or source) copied to a follower account, with rules.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkEntry {
+    /// Leader account or source name.
+    pub leader: String,
+    /// Follower account name.
+    pub follower: String,
+    /// Start paused.
+    #[serde(default)]
+    pub paused: bool,
+    /// Sizing (`{ mode = "multiplier", ratio = 0.5 }` …).
+    #[serde(default)]
+    pub sizing: SizingRule,
+    /// Rounding to the lot step.
+    #[serde(default)]
+    pub rounding: Rounding,
+    /// Sizes under the minimum.
+    #[serde(default)]
+    pub below_minimum: BelowMinimum,
+    /// Largest quantity per order on this link.
+    pub max_qty: Option<Qty>,
+    /// Copy in the opposite direction.
+    #[serde(default)]
+    pub reverse: bool,
+    /// Explicit symbol map (`{ NQ = { symbol = "MNQ", ratio = 10 } }`).
+    #[serde(default)]
+    pub symbol_map: BTreeMap<Symbol, MappedSymbol>,
+    /// Removed from the leader's symbols (default: the leader account's suffix/prefix).
+    pub strip_prefix: Option<String>,
+    /// Removed from the leader's symbols.
+    pub strip_suffix: Option<String>,
+    /// Added for the follower (default: the follower account's prefix).
+    pub symbol_prefix: Option<String>,
+    /// Added for the follower (default: the follower account's suffix).
+    pub symbol_suffix: Option<String>,
+    /// Only these canonical symbols.
+    #[serde(default)]
+    pub allow: Vec<Symbol>,
+    /// Never these.
+    #[serde(default)]
+    pub deny: Vec<Symbol>,
+    /// Sides copied.
+    #[serde(default)]
+    pub sides: SideFilter,
+    /// Stop loss: `"copy"`, `"none"` or `{ distance = "0.0020" }`.
+    #[serde(default)]
+    pub stop_loss: ProtectionRule,
+    /// Take profit, likewise.
+    #[serde(default)]
+    pub take_profit: ProtectionRule,
+    /// Copy pending orders.
+    #[serde(default = "default_true")]
+    pub copy_pending: bool,
+    /// Opens older than this are not copied, ms.
+    pub max_signal_age_ms: Option<u64>,
+}
+
+fn default_true() -> bool {
+    true
+}

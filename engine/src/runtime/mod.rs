@@ -1,0 +1,663 @@
+//! The engine runtime: shards, the router between them and the handle the outside uses.
+
+mod shard;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mirror_connector::ConnectorEvent;
+use mirror_model::{AccountId, Origin, Position, Signal, SignalAction, SignalId, Symbol};
+use mirror_wire::{SharedSignal, WireError};
+use rustc_hash::{FxHashMap, FxHashSet};
+use smallvec::SmallVec;
+
+use crate::account::{AccountActor, AccountSetup, AccountSummary, Command, Control, Outcome};
+use crate::clock::{Clock, SystemClock};
+use crate::router::{CopyMap, LinkSpec, MapError, Target};
+use crate::telemetry::{FanoutDone, Stats, StatsSnapshot, TelemetryMsg};
+use shard::Shard;
+
+/// How a signal travels to followers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanoutEncoding {
+    /// Archived once with rkyv; every follower reads the same bytes in place.
+    #[default]
+    Archived,
+    /// An owned clone of the signal per follower (kept to measure against).
+    ClonedOwned,
+}
+
+/// Runtime settings.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// Shard threads. Default: one per core but one (left to network I/O), at least one.
+    pub shards: usize,
+    /// Polls of an empty mailbox before a shard parks.
+    pub spin_iterations: u32,
+    /// Capacity of each shard's mailbox.
+    pub mailbox_capacity: usize,
+    /// Capacity of each account's connector queue.
+    pub connector_queue_capacity: usize,
+    /// Pin shard threads to cores (shard i to core i+1, core 0 left to I/O).
+    pub pin_cores: bool,
+    /// Hour (UTC) at which the trading day starts (daily guards re-arm).
+    pub day_start_utc_hour: u8,
+    /// How signals travel to followers.
+    pub encoding: FanoutEncoding,
+}
+
+/// One shard per core but one, at least one: on a 2-core machine a single shard leaves a core
+/// to the connectors' network I/O.
+pub fn default_shards() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            shards: default_shards(),
+            spin_iterations: 2_000,
+            mailbox_capacity: 65_536,
+            connector_queue_capacity: 4_096,
+            pin_cores: true,
+            day_start_utc_hour: 0,
+            encoding: FanoutEncoding::Archived,
+        }
+    }
+}
+
+/// A command on its way to a connector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectorCommand {
+    /// The command.
+    pub command: Command,
+    /// When the shard handed it over (monotonic ns).
+    pub handed_mono_ns: u64,
+}
+
+/// An input for an actor that comes from outside its shard.
+#[derive(Clone, Debug)]
+pub enum OwnedInput {
+    /// A connector event.
+    Event(ConnectorEvent),
+    /// A command's outcome.
+    Outcome(Outcome),
+    /// A command that was not sent.
+    NotSent(Command),
+    /// An instruction.
+    Control(Control),
+}
+
+/// An account as a shard sees it, for displays and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountView {
+    /// Id.
+    pub id: AccountId,
+    /// Name.
+    pub name: Arc<str>,
+    /// State summary.
+    pub summary: AccountSummary,
+    /// Open positions.
+    pub positions: Vec<Position>,
+}
+
+impl AccountView {
+    fn of(actor: &AccountActor) -> Self {
+        Self {
+            id: actor.id(),
+            name: Arc::clone(actor.name()),
+            summary: actor.summary(),
+            positions: actor.positions(),
+        }
+    }
+}
+
+pub(crate) enum ShardMsg {
+    Signal {
+        signal: SharedSignal,
+        targets: Arc<[Target]>,
+        parts: u16,
+    },
+    SignalOwned {
+        items: Vec<(Target, Signal)>,
+        parts: u16,
+    },
+    Input {
+        slot: u32,
+        input: OwnedInput,
+    },
+    Broadcast(Control),
+    Query {
+        reply: flume::Sender<Vec<AccountView>>,
+    },
+    Stop,
+}
+
+/// Signal ids: increasing, and started from the wall clock in microseconds so that a
+/// restarted engine never reuses an id (client order ids are derived from them).
+#[derive(Debug)]
+pub struct SignalIds {
+    next: AtomicU64,
+}
+
+impl SignalIds {
+    /// Ids starting at the current Unix time in microseconds.
+    pub fn from_wall_clock() -> Self {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros());
+        Self {
+            next: AtomicU64::new(u64::try_from(micros).unwrap_or(u64::MAX / 2)),
+        }
+    }
+
+    /// Ids starting at `first`.
+    pub fn starting_at(first: u64) -> Self {
+        Self {
+            next: AtomicU64::new(first),
+        }
+    }
+
+    /// The next id.
+    pub fn next(&self) -> SignalId {
+        SignalId(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+pub(crate) struct Shared {
+    map: Arc<CopyMap>,
+    mailboxes: Vec<flume::Sender<ShardMsg>>,
+    clock: Arc<dyn Clock>,
+    ids: SignalIds,
+    stats: Arc<Stats>,
+    telemetry: Option<flume::Sender<TelemetryMsg>>,
+    observer: Option<flume::Sender<FanoutDone>>,
+    encoding: FanoutEncoding,
+    audit_seq: AtomicU64,
+    day_start_utc_hour: u8,
+    origin_symbols: FxHashMap<Origin, FxHashSet<Symbol>>,
+    sources: FxHashSet<Origin>,
+}
+
+impl Shared {
+    fn next_audit_seq(&self) -> u64 {
+        self.audit_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn send_telemetry(&self, message: TelemetryMsg) {
+        if let Some(telemetry) = &self.telemetry
+            && telemetry.try_send(message).is_err()
+        {
+            self.stats.telemetry_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn refuse(&self, signal: SignalId, reason: String) {
+        self.stats.signals_refused.fetch_add(1, Ordering::Relaxed);
+        self.send_telemetry(TelemetryMsg::Refused { signal, reason });
+    }
+
+    /// The Unix millisecond at which the trading day after `unix_ms` starts.
+    fn next_day_start(&self, unix_ms: i64) -> i64 {
+        const DAY_MS: i64 = 86_400_000;
+        let offset = i64::from(self.day_start_utc_hour) * 3_600_000;
+        let day = (unix_ms - offset).div_euclid(DAY_MS);
+        (day + 1) * DAY_MS + offset
+    }
+
+    /// The per-shard messages that carry `signal` to every follower of its origin.
+    fn route(&self, signal: Signal) -> Result<SmallVec<[(usize, ShardMsg); 4]>, WireError> {
+        self.stats.signals.fetch_add(1, Ordering::Relaxed);
+        let fanout = self.map.fanout(&signal.origin);
+        let parts = u16::try_from(fanout.len()).unwrap_or(u16::MAX);
+        let mut messages = SmallVec::new();
+        match self.encoding {
+            FanoutEncoding::Archived => {
+                if fanout.is_empty() {
+                    return Ok(messages);
+                }
+                let shared = SharedSignal::encode(&signal)?;
+                for group in fanout {
+                    messages.push((
+                        group.shard,
+                        ShardMsg::Signal {
+                            signal: shared.clone(),
+                            targets: Arc::clone(&group.targets),
+                            parts,
+                        },
+                    ));
+                }
+            }
+            FanoutEncoding::ClonedOwned => {
+                for group in fanout {
+                    let items = group.targets.iter().map(|target| (*target, signal.clone())).collect();
+                    messages.push((group.shard, ShardMsg::SignalOwned { items, parts }));
+                }
+            }
+        }
+        Ok(messages)
+    }
+}
+
+/// Why a signal submitted from outside was refused. Nothing of a refused signal reaches any
+/// follower.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The signal itself is invalid (size, prices, SL/TP sides).
+    #[error("invalid signal: {0}")]
+    Invalid(#[from] mirror_model::SignalError),
+    /// The origin is neither a configured source nor a leader account.
+    #[error("unknown signal origin {0}")]
+    UnknownOrigin(Origin),
+    /// The origin does not trade this symbol.
+    #[error("unknown symbol {symbol} for {origin}")]
+    UnknownSymbol {
+        /// The origin.
+        origin: Origin,
+        /// The symbol.
+        symbol: Symbol,
+    },
+    /// The signal could not be encoded.
+    #[error("could not encode the signal: {0}")]
+    Encode(#[from] WireError),
+    /// The engine has stopped.
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// A copy map or runtime that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The copy map is invalid.
+    #[error(transparent)]
+    Map(#[from] MapError),
+    /// Two accounts share an id.
+    #[error("two accounts have the id {0}")]
+    DuplicateAccount(AccountId),
+    /// A shard thread could not start.
+    #[error("could not start a shard thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Builds and starts an engine.
+#[derive(Debug)]
+pub struct EngineBuilder {
+    settings: RuntimeSettings,
+    accounts: Vec<AccountSetup>,
+    links: Vec<LinkSpec>,
+    sources: Vec<Origin>,
+    origin_symbols: FxHashMap<Origin, FxHashSet<Symbol>>,
+    clock: Arc<dyn Clock>,
+    stats: Arc<Stats>,
+    telemetry: Option<flume::Sender<TelemetryMsg>>,
+    observer: Option<flume::Sender<FanoutDone>>,
+    ids: Option<SignalIds>,
+}
+
+impl EngineBuilder {
+    /// A builder with these settings, the system clock and fresh counters.
+    pub fn new(settings: RuntimeSettings) -> Self {
+        Self {
+            settings,
+            accounts: Vec::new(),
+            links: Vec::new(),
+            sources: Vec::new(),
+            origin_symbols: FxHashMap::default(),
+            clock: Arc::new(SystemClock::new()),
+            stats: Stats::new(),
+            telemetry: None,
+            observer: None,
+            ids: None,
+        }
+    }
+
+    /// Adds an account (its inbound links and leader role come from the links).
+    pub fn account(mut self, setup: AccountSetup) -> Self {
+        self.accounts.push(setup);
+        self
+    }
+
+    /// Adds a link.
+    pub fn link(mut self, link: LinkSpec) -> Self {
+        self.links.push(link);
+        self
+    }
+
+    /// Declares an external signal source, optionally with the symbols it may send.
+    pub fn source(mut self, origin: Origin, symbols: impl IntoIterator<Item = Symbol>) -> Self {
+        self.sources.push(origin);
+        let symbols: FxHashSet<Symbol> = symbols.into_iter().collect();
+        if !symbols.is_empty() {
+            self.origin_symbols.insert(origin, symbols);
+        }
+        self
+    }
+
+    /// Uses this clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Counts into these counters.
+    pub fn stats(mut self, stats: Arc<Stats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    /// Sends audit records and fan-out timings here.
+    pub fn telemetry(mut self, telemetry: flume::Sender<TelemetryMsg>) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    /// Also sends every shard's fan-out completion here (benchmarks, tests).
+    pub fn observer(mut self, observer: flume::Sender<FanoutDone>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Numbers signals from here.
+    pub fn signal_ids(mut self, ids: SignalIds) -> Self {
+        self.ids = Some(ids);
+        self
+    }
+
+    /// Starts the shards. Returns the engine and, per account, the receiving end of its
+    /// connector queue (to be drained by its connector task).
+    pub fn start(self) -> Result<(Engine, Vec<(AccountId, flume::Receiver<ConnectorCommand>)>), BuildError> {
+        let mut seen = FxHashSet::default();
+        for setup in &self.accounts {
+            if !seen.insert(setup.id) {
+                return Err(BuildError::DuplicateAccount(setup.id));
+            }
+        }
+        let order: Vec<AccountId> = self.accounts.iter().map(|a| a.id).collect();
+        let map = Arc::new(CopyMap::build(&order, self.settings.shards, self.links)?);
+        let shard_count = map.shards();
+        let mut origin_symbols = self.origin_symbols;
+        let mut per_shard: Vec<Vec<(AccountActor, flume::Sender<ConnectorCommand>)>> =
+            (0..shard_count).map(|_| Vec::new()).collect();
+        let mut receivers = Vec::with_capacity(self.accounts.len());
+        for mut setup in self.accounts {
+            setup.inbound = map.inbound(setup.id);
+            setup.is_leader = map.is_leader(setup.id);
+            if setup.is_leader {
+                origin_symbols.insert(
+                    Origin::Account(setup.id),
+                    setup.instruments.iter().map(|s| s.symbol).collect(),
+                );
+            }
+            let place = map.place(setup.id).expect("every account has a place");
+            let (sender, receiver) = flume::bounded(self.settings.connector_queue_capacity.max(1));
+            receivers.push((setup.id, receiver));
+            per_shard[place.shard].push((AccountActor::new(setup), sender));
+        }
+        let (mailboxes, inboxes): (Vec<_>, Vec<_>) = (0..shard_count)
+            .map(|_| flume::bounded(self.settings.mailbox_capacity.max(1)))
+            .unzip();
+        let shared = Arc::new(Shared {
+            map: Arc::clone(&map),
+            mailboxes,
+            clock: self.clock,
+            ids: self.ids.unwrap_or_else(SignalIds::from_wall_clock),
+            stats: self.stats,
+            telemetry: self.telemetry,
+            observer: self.observer,
+            encoding: self.settings.encoding,
+            audit_seq: AtomicU64::new(1),
+            day_start_utc_hour: self.settings.day_start_utc_hour % 24,
+            origin_symbols,
+            sources: self.sources.into_iter().collect(),
+        });
+        let cores = if self.settings.pin_cores {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut threads = Vec::with_capacity(shard_count);
+        for (index, (actors, inbox)) in per_shard.into_iter().zip(inboxes).enumerate() {
+            let (actors, queues): (Vec<_>, Vec<_>) = actors.into_iter().unzip();
+            let shard = Shard::new(
+                index,
+                actors,
+                queues,
+                inbox,
+                Arc::clone(&shared),
+                self.settings.spin_iterations,
+            );
+            // Shard i on core i+1: core 0 stays with the OS and the connectors' I/O.
+            let core = (cores.len() > 1).then(|| cores[(index + 1) % cores.len()]);
+            let thread = std::thread::Builder::new()
+                .name(format!("mirror-shard-{index}"))
+                .spawn(move || {
+                    if let Some(core) = core
+                        && !core_affinity::set_for_current(core)
+                    {
+                        tracing::warn!(shard = index, "could not pin the shard thread to a core");
+                    }
+                    shard.run();
+                })?;
+            threads.push(thread);
+        }
+        Ok((
+            Engine {
+                handle: EngineHandle { shared },
+                threads,
+            },
+            receivers,
+        ))
+    }
+}
+
+/// A running engine. Dropping it without [`Engine::shutdown`] leaves the shard threads
+/// running until every handle is gone.
+#[derive(Debug)]
+pub struct Engine {
+    handle: EngineHandle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// A handle to talk to the engine.
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    /// Stops every shard after it has finished the messages already in its mailbox, and
+    /// waits for the threads.
+    pub fn shutdown(self) {
+        for mailbox in &self.handle.shared.mailboxes {
+            let _ = mailbox.send(ShardMsg::Stop);
+        }
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Where an account's inputs go (used by its connector tasks).
+#[derive(Clone, Debug)]
+pub struct AccountMailbox {
+    sender: flume::Sender<ShardMsg>,
+    slot: u32,
+}
+
+impl AccountMailbox {
+    /// Delivers an input, waiting while the shard's mailbox is full (back-pressure to the
+    /// connector, never a drop). Fails only when the engine has stopped.
+    pub async fn send(&self, input: OwnedInput) -> Result<(), SubmitError> {
+        self.sender
+            .send_async(ShardMsg::Input { slot: self.slot, input })
+            .await
+            .map_err(|_| SubmitError::Stopped)
+    }
+
+    /// The same, from a thread.
+    pub fn send_blocking(&self, input: OwnedInput) -> Result<(), SubmitError> {
+        self.sender
+            .send(ShardMsg::Input { slot: self.slot, input })
+            .map_err(|_| SubmitError::Stopped)
+    }
+}
+
+/// A cheap, cloneable handle on a running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle")
+            .field("shards", &self.shared.mailboxes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which accounts a control goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlScope {
+    /// One account.
+    Account(AccountId),
+    /// Every account.
+    All,
+}
+
+impl EngineHandle {
+    /// Validates a signal from an external source and fans it out. Returns its id once every
+    /// shard's message is in its mailbox (waiting while a mailbox is full). A refused signal
+    /// reaches no follower.
+    pub fn submit(
+        &self,
+        origin: Origin,
+        action: SignalAction,
+        created_unix_ms: Option<i64>,
+        note: &str,
+    ) -> Result<SignalId, SubmitError> {
+        let now = self.shared.clock.now();
+        let id = self.shared.ids.next();
+        let signal = Signal {
+            id,
+            origin,
+            created_unix_ms: created_unix_ms.unwrap_or(now.unix_ms),
+            accepted_mono_ns: now.mono_ns,
+            leader_balance: None,
+            leader_equity: None,
+            action,
+            note: note.to_owned(),
+        };
+        if let Err(error) = self.check(&signal) {
+            self.shared.refuse(id, error.to_string());
+            return Err(error);
+        }
+        for (shard, message) in self.shared.route(signal)? {
+            self.shared.mailboxes[shard]
+                .send(message)
+                .map_err(|_| SubmitError::Stopped)?;
+        }
+        Ok(id)
+    }
+
+    fn check(&self, signal: &Signal) -> Result<(), SubmitError> {
+        let origin = signal.origin;
+        if !self.shared.sources.contains(&origin) && self.shared.map.fanout(&origin).is_empty() {
+            return Err(SubmitError::UnknownOrigin(origin));
+        }
+        signal.validate()?;
+        if let SignalAction::Open(open) = signal.action
+            && let Some(symbols) = self.shared.origin_symbols.get(&origin)
+            && !symbols.contains(&open.symbol)
+        {
+            return Err(SubmitError::UnknownSymbol {
+                origin,
+                symbol: open.symbol,
+            });
+        }
+        Ok(())
+    }
+
+    /// The mailbox of an account.
+    pub fn mailbox(&self, account: AccountId) -> Option<AccountMailbox> {
+        let place = self.shared.map.place(account)?;
+        Some(AccountMailbox {
+            sender: self.shared.mailboxes[place.shard].clone(),
+            slot: place.slot,
+        })
+    }
+
+    /// Sends an instruction to one account or to all.
+    pub fn control(&self, scope: ControlScope, control: Control) -> Result<(), SubmitError> {
+        match scope {
+            ControlScope::Account(account) => {
+                let mailbox = self
+                    .mailbox(account)
+                    .ok_or(SubmitError::UnknownOrigin(Origin::Account(account)))?;
+                mailbox.send_blocking(OwnedInput::Control(control))
+            }
+            ControlScope::All => {
+                for mailbox in &self.shared.mailboxes {
+                    mailbox
+                        .send(ShardMsg::Broadcast(control))
+                        .map_err(|_| SubmitError::Stopped)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Closes every position of one account or of all, with fresh client order ids.
+    pub fn flatten(&self, scope: ControlScope) -> Result<SignalId, SubmitError> {
+        let id = self.shared.ids.next();
+        self.control(
+            scope,
+            Control::Flatten {
+                id,
+                reason: crate::account::FlattenReason::Operator,
+                freeze: false,
+            },
+        )?;
+        Ok(id)
+    }
+
+    /// Every account's state, as its shard sees it after the messages already queued.
+    pub fn accounts(&self) -> Result<Vec<AccountView>, SubmitError> {
+        let mut views = Vec::new();
+        for mailbox in &self.shared.mailboxes {
+            let (reply, answer) = flume::bounded(1);
+            mailbox
+                .send(ShardMsg::Query { reply })
+                .map_err(|_| SubmitError::Stopped)?;
+            views.extend(answer.recv().map_err(|_| SubmitError::Stopped)?);
+        }
+        let order: FxHashMap<AccountId, usize> = self
+            .shared
+            .map
+            .accounts()
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i))
+            .collect();
+        views.sort_by_key(|v| order.get(&v.id).copied().unwrap_or(usize::MAX));
+        Ok(views)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// The copy map.
+    pub fn copy_map(&self) -> &CopyMap {
+        &self.shared.map
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+}

@@ -1,0 +1,299 @@
+//! The telemetry thread: aggregates fan-out timings into latency histograms and logs audit
+//! records.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mirror_model::{AccountId, SignalId, SkipReason};
+use rustc_hash::FxHashMap;
+
+use super::{AuditRecord, Stats, TelemetryMsg};
+use crate::account::AuditEvent;
+
+/// One shard finished its part of a signal's fan-out: every follower order it made is in its
+/// connector's queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FanoutDone {
+    /// The signal.
+    pub signal: SignalId,
+    /// The shard.
+    pub shard: u16,
+    /// How many shards the signal went to.
+    pub parts: u16,
+    /// Followers the shard handled.
+    pub followers: u32,
+    /// Orders it handed to connector queues.
+    pub orders: u32,
+    /// When the signal was accepted (monotonic ns).
+    pub accepted_mono_ns: u64,
+    /// When the shard handed its last order (monotonic ns).
+    pub done_mono_ns: u64,
+}
+
+/// Percentiles of one latency distribution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LatencySummary {
+    /// Samples.
+    pub samples: u64,
+    /// Median, ns.
+    pub p50_ns: u64,
+    /// 99th percentile, ns.
+    pub p99_ns: u64,
+    /// 99.9th percentile, ns.
+    pub p999_ns: u64,
+    /// Largest, ns.
+    pub max_ns: u64,
+}
+
+impl LatencySummary {
+    /// Percentiles of a histogram.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        Self {
+            samples: histogram.len(),
+            p50_ns: histogram.value_at_quantile(0.50),
+            p99_ns: histogram.value_at_quantile(0.99),
+            p999_ns: histogram.value_at_quantile(0.999),
+            max_ns: histogram.max(),
+        }
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 ns to 60 s at 3 significant digits.
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Latencies over a sliding window: the current and the previous period.
+#[derive(Debug)]
+pub struct LatencyWindow {
+    current: Histogram<u64>,
+    previous: Histogram<u64>,
+    period_ns: u64,
+    started_ns: u64,
+}
+
+impl LatencyWindow {
+    /// A window of two periods of `period`.
+    pub fn new(period: Duration) -> Self {
+        Self {
+            current: histogram(),
+            previous: histogram(),
+            period_ns: u64::try_from(period.as_nanos()).unwrap_or(u64::MAX),
+            started_ns: 0,
+        }
+    }
+
+    /// Records a latency observed at `now_ns`.
+    pub fn record(&mut self, now_ns: u64, value_ns: u64) {
+        if now_ns.saturating_sub(self.started_ns) >= self.period_ns {
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.reset();
+            self.started_ns = now_ns;
+        }
+        self.current.saturating_record(value_ns.max(1));
+    }
+
+    /// Percentiles over both periods.
+    pub fn summary(&self) -> LatencySummary {
+        let mut both = self.previous.clone();
+        both.add(&self.current).expect("same bounds");
+        LatencySummary::of(&both)
+    }
+}
+
+/// Largest number of multi-shard fan-outs waiting for their other parts.
+const PARTIAL_FANOUTS_MAX: usize = 65_536;
+
+#[derive(Clone, Copy)]
+struct Partial {
+    parts_seen: u16,
+    done_max_ns: u64,
+}
+
+/// A running telemetry thread.
+#[derive(Debug)]
+pub struct TelemetryHandle {
+    sender: flume::Sender<TelemetryMsg>,
+    latency: Arc<Mutex<LatencySummary>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TelemetryHandle {
+    /// Where shards send records.
+    pub fn sender(&self) -> flume::Sender<TelemetryMsg> {
+        self.sender.clone()
+    }
+
+    /// Fan-out latency (signal accepted → every follower order handed to its connector
+    /// queue) over the last window.
+    pub fn fanout_latency(&self) -> LatencySummary {
+        *self.latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stops the thread once it has handled everything sent before.
+    pub fn stop(mut self) {
+        let _ = self.sender.send(TelemetryMsg::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the telemetry thread. `names` gives account names for logs; `window` is the latency
+/// window's period.
+pub fn spawn_telemetry(
+    names: FxHashMap<AccountId, Arc<str>>,
+    stats: Arc<Stats>,
+    capacity: usize,
+    window: Duration,
+) -> TelemetryHandle {
+    let (sender, receiver) = flume::bounded(capacity);
+    let latency = Arc::new(Mutex::new(LatencySummary::default()));
+    let published = Arc::clone(&latency);
+    let thread = std::thread::Builder::new()
+        .name("mirror-telemetry".into())
+        .spawn(move || run(receiver, names, stats, window, published))
+        .expect("spawn the telemetry thread");
+    TelemetryHandle {
+        sender,
+        latency,
+        thread: Some(thread),
+    }
+}
+
+fn run(
+    inbox: flume::Receiver<TelemetryMsg>,
+    names: FxHashMap<AccountId, Arc<str>>,
+    _stats: Arc<Stats>,
+    window: Duration,
+    published: Arc<Mutex<LatencySummary>>,
+) {
+    let start = Instant::now();
+    let mut fanout = LatencyWindow::new(window);
+    let mut partial: FxHashMap<SignalId, Partial> = FxHashMap::default();
+    let mut last_publish = Instant::now();
+    loop {
+        match inbox.recv_timeout(Duration::from_millis(200)) {
+            Ok(TelemetryMsg::Fanout(done)) => {
+                let now = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                if done.parts <= 1 {
+                    fanout.record(now, done.done_mono_ns.saturating_sub(done.accepted_mono_ns));
+                } else {
+                    let entry = partial.entry(done.signal).or_insert(Partial {
+                        parts_seen: 0,
+                        done_max_ns: 0,
+                    });
+                    entry.parts_seen += 1;
+                    entry.done_max_ns = entry.done_max_ns.max(done.done_mono_ns);
+                    if entry.parts_seen >= done.parts {
+                        let complete = partial.remove(&done.signal).expect("just updated");
+                        fanout.record(now, complete.done_max_ns.saturating_sub(done.accepted_mono_ns));
+                    } else if partial.len() > PARTIAL_FANOUTS_MAX {
+                        // A shard stopped reporting; forget the oldest signals.
+                        let oldest = *partial.keys().min().expect("not empty");
+                        partial.remove(&oldest);
+                    }
+                }
+            }
+            Ok(TelemetryMsg::Audit(record)) => log_audit(&record, &names),
+            Ok(TelemetryMsg::Stop) => break,
+            Ok(TelemetryMsg::Refused { signal, reason }) => {
+                tracing::warn!(%signal, %reason, "signal refused before fan-out");
+            }
+            Err(flume::RecvTimeoutError::Timeout) => {}
+            Err(flume::RecvTimeoutError::Disconnected) => break,
+        }
+        if last_publish.elapsed() >= Duration::from_millis(200) {
+            *published.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fanout.summary();
+            last_publish = Instant::now();
+        }
+    }
+    *published.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fanout.summary();
+}
+
+fn log_audit(record: &AuditRecord, names: &FxHashMap<AccountId, Arc<str>>) {
+    let account = names.get(&record.account).map_or("?", |n| n.as_ref());
+    let signal = record.audit.signal.map(|s| s.0).unwrap_or(0);
+    let seq = record.seq;
+    match &record.audit.event {
+        AuditEvent::Copied {
+            client_id,
+            symbol,
+            side,
+            qty,
+            kind,
+            adjustment,
+        } => tracing::info!(
+            seq, account, signal, %client_id, %symbol, %side, %qty, ?kind, ?adjustment, "copied"
+        ),
+        AuditEvent::Closing {
+            client_id,
+            position,
+            qty,
+        } => {
+            tracing::info!(seq, account, signal, %client_id, %position, %qty, "closing")
+        }
+        AuditEvent::Modifying {
+            position,
+            stop_loss,
+            take_profit,
+        } => {
+            tracing::info!(seq, account, signal, %position, ?stop_loss, ?take_profit, "modifying")
+        }
+        AuditEvent::Cancelling { client_id } => tracing::info!(seq, account, signal, %client_id, "cancelling"),
+        // A close or modify for a leader position this follower never copied is routine.
+        AuditEvent::Skipped {
+            action,
+            reason: reason @ SkipReason::NoCopy,
+        } => {
+            tracing::debug!(seq, account, signal, action, %reason, "nothing to copy")
+        }
+        AuditEvent::Skipped { action, reason } => {
+            tracing::info!(seq, account, signal, action, category = reason.category().name(), %reason, "skipped")
+        }
+        AuditEvent::Accepted { client_id, broker_id } => {
+            tracing::debug!(seq, account, signal, %client_id, %broker_id, "accepted")
+        }
+        AuditEvent::Rejected { client_id, reason } => {
+            tracing::warn!(seq, account, signal, %client_id, reason, "rejected by the broker")
+        }
+        AuditEvent::OutcomeUnknown { client_id, error } => {
+            tracing::warn!(seq, account, signal, %client_id, error, "outcome unknown; kept in flight")
+        }
+        AuditEvent::Filled { client_id, fill } => tracing::debug!(
+            seq, account, signal, %client_id, qty = %fill.qty, price = %fill.price, position = %fill.position, "filled"
+        ),
+        AuditEvent::Cancelled { client_id } => tracing::info!(seq, account, signal, %client_id, "cancelled"),
+        AuditEvent::Expired { client_id } => tracing::info!(seq, account, signal, %client_id, "expired"),
+        AuditEvent::InvalidTransition { error } => {
+            tracing::warn!(seq, account, signal, %error, "broker message refused by the order lifecycle")
+        }
+        AuditEvent::UnknownOrder { client_id } => {
+            tracing::warn!(seq, account, signal, %client_id, "report for an order this account does not know")
+        }
+        AuditEvent::Position { effect } => tracing::debug!(
+            seq, account, position = %effect.position.id, symbol = %effect.position.symbol,
+            qty = %effect.position.qty, change = ?effect.change, pnl = %effect.realized_pnl, "position"
+        ),
+        AuditEvent::Led { action } => tracing::debug!(seq, account, action = action.name(), "leader traded"),
+        AuditEvent::Breach { breach } => tracing::warn!(seq, account, %breach, "risk guard tripped"),
+        AuditEvent::Mode { mode } => tracing::warn!(seq, account, %mode, "risk mode"),
+        AuditEvent::Flattening {
+            reason,
+            positions,
+            orders,
+        } => {
+            tracing::warn!(seq, account, signal, ?reason, positions, orders, "flattening")
+        }
+        AuditEvent::Paused { scope, paused } => tracing::info!(seq, account, scope, paused, "pause"),
+        AuditEvent::Connection { state } => tracing::info!(seq, account, ?state, "connection"),
+        AuditEvent::CommandFailed { command, error } => {
+            tracing::warn!(seq, account, signal, command, error, "command failed")
+        }
+        AuditEvent::NotSent { command } => {
+            tracing::warn!(seq, account, signal, command, "connector queue full; command not sent")
+        }
+    }
+}
