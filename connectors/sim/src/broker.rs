@@ -1217,6 +1217,7 @@ impl SimBroker {
 
     /// The user trades by hand on an account (a leader's own trading): an order with no
     /// Mirror client id, executed at once.
+    #[allow(clippy::too_many_arguments)]
     pub fn manual_order(
         &self,
         account: &str,

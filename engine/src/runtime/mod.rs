@@ -79,6 +79,9 @@ pub struct ConnectorCommand {
     pub handed_mono_ns: u64,
 }
 
+/// The receiving end of one account's connector queue.
+pub type CommandQueue = (AccountId, flume::Receiver<ConnectorCommand>);
+
 /// An input for an actor that comes from outside its shard.
 #[derive(Clone, Debug)]
 pub enum OwnedInput {
@@ -369,7 +372,7 @@ impl EngineBuilder {
 
     /// Starts the shards. Returns the engine and, per account, the receiving end of its
     /// connector queue (to be drained by its connector task).
-    pub fn start(self) -> Result<(Engine, Vec<(AccountId, flume::Receiver<ConnectorCommand>)>), BuildError> {
+    pub fn start(self) -> Result<(Engine, Vec<CommandQueue>), BuildError> {
         let mut seen = FxHashSet::default();
         for setup in &self.accounts {
             if !seen.insert(setup.id) {

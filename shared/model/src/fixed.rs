@@ -218,7 +218,7 @@ pub(crate) fn format_scaled(f: &mut fmt::Formatter<'_>, raw: i128, decimals: u32
         return write!(f, "{sign}{whole}");
     }
     let mut width = decimals as usize;
-    while fraction % 10 == 0 {
+    while fraction.is_multiple_of(10) {
         fraction /= 10;
         width -= 1;
     }

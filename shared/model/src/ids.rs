@@ -16,7 +16,8 @@ macro_rules! id_type {
         pub struct $name(pub $inner);
 
         impl $archived {
-            /// The native value.
+            /// The native value (by reference, like every archived type's `to_native`).
+            #[allow(clippy::wrong_self_convention)]
             pub fn to_native(&self) -> $name {
                 $name(self.0.to_native())
             }
@@ -314,7 +315,7 @@ mod tests {
 
     #[test]
     fn client_order_ids_round_trip_through_text() {
-        let id = ClientOrderId::new(SignalId(0x18c4_f2a9_b01), AccountId(0x7d3e_51a0), 3);
+        let id = ClientOrderId::new(SignalId(0x018c_4f2a_9b01), AccountId(0x7d3e_51a0), 3);
         let text = id.to_string();
         assert_eq!(text, "m18c4f2a9b01.7d3e51a0.3");
         assert_eq!(text.parse::<ClientOrderId>().unwrap(), id);

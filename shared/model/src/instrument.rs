@@ -262,6 +262,7 @@ impl FromIterator<InstrumentSpec> for InstrumentTable {
 pub(crate) mod tests {
     use super::*;
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn spec(
         symbol: &str,
         contract: &str,

@@ -1,0 +1,134 @@
+//! The `mirror-engine` binary as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_mirror-engine")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A fresh folder for one test's files, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("mirror-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn check_accepts_the_demo_config() {
+    let output = Command::new(binary())
+        .current_dir(repo())
+        .args(["check", "config/demo.toml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("✓ config/demo.toml: 22 accounts"), "{stdout}");
+}
+
+#[test]
+fn check_names_file_line_field_and_reason_and_exits_non_zero() {
+    let scratch = Scratch::new("check");
+    let file = scratch.0.join("bad.toml");
+    std::fs::write(
+        &file,
+        "[instruments.EURUSD]\ncontract_size = 100000\ntick_size = \"0.00001\"\nlot_step = \"0.01\"\n\
+         min_qty = \"0.01\"\nmax_qty = 100\nprice = \"1.085\"\n\n[[accounts]]\nname = \"a\"\nplatform = \"sim\"\n\
+         balance = 1000\n\n[[links]]\nleader = \"a\"\nfollower = \"ghost\"\nsizing = { mode = \"multiplier\", ratio = 0 }\n",
+    )
+    .unwrap();
+    let output = Command::new(binary())
+        .args(["check", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:16:12: links[0].follower: no account is named `ghost`",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 problem"), "{stderr}");
+
+    let missing = Command::new(binary())
+        .args(["check", "/nonexistent/mirror.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/mirror.toml: cannot read the file"));
+}
+
+#[test]
+fn run_streams_status_and_stops_cleanly_on_ctrl_c() {
+    let scratch = Scratch::new("run");
+    let demo = std::fs::read_to_string(repo().join("config/demo.toml")).unwrap();
+    let logs = scratch.0.join("logs");
+    let config = demo.replace("dir = \"logs\"", &format!("dir = \"{}\"", logs.display()));
+    let file = scratch.0.join("demo.toml");
+    std::fs::write(&file, config).unwrap();
+    let mut child = Command::new(binary())
+        .args(["run", "--config", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Wait until the leaders have traded and followers copied.
+    let started = Instant::now();
+    let mut copies_seen = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("│ copies ") && !line.contains("│ copies 0 ") {
+            copies_seen = true;
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no copies within a minute");
+    }
+    assert!(copies_seen, "the status line never showed copies");
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "exit {status:?}; stderr: {stderr}");
+    assert!(
+        rest.iter().any(|l| l.starts_with("account ") && l.contains("balance")),
+        "no final summary: {rest:?}"
+    );
+    assert!(rest.iter().any(|l| l.starts_with("alpha-fx ")), "{rest:?}");
+    let log_files: Vec<_> = std::fs::read_dir(&logs).unwrap().filter_map(Result::ok).collect();
+    assert_eq!(log_files.len(), 1);
+    let first = std::fs::read_to_string(log_files[0].path()).unwrap();
+    let record: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    assert!(
+        record.get("timestamp").is_some() && record.get("level").is_some(),
+        "{record}"
+    );
+}
