@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::config::Resolved;
 use crate::connectors::{AccountWiring, boot, spawn_account_tasks};
 use crate::router::LinkSpec;
-use crate::runtime::{AccountView, ControlScope, Engine, EngineBuilder, EngineHandle};
+use crate::runtime::{AccountView, ControlScope, CorePlan, Engine, EngineBuilder, EngineHandle};
 use crate::telemetry::{FanoutDone, Stats, StatusLine, TelemetryHandle, spawn_telemetry};
 
 /// Options for starting.
@@ -82,10 +82,16 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
     let stats = Stats::new();
     let names: FxHashMap<AccountId, Arc<str>> =
         connectors.iter().map(|(id, name, _)| (*id, Arc::clone(name))).collect();
-    let telemetry = spawn_telemetry(names.clone(), Arc::clone(&stats), 65_536, Duration::from_secs(30));
+    let telemetry = spawn_telemetry(
+        names.clone(),
+        Arc::clone(&stats),
+        65_536,
+        Duration::from_secs(30),
+        CorePlan::new(&resolved.runtime),
+    );
     let mut builder = EngineBuilder::new(resolved.runtime.clone())
         .stats(stats)
-        .telemetry(telemetry.sender());
+        .telemetry(telemetry.sink());
     if let Some(clock) = options.clock {
         builder = builder.clock(clock);
     }

@@ -103,8 +103,12 @@ fn run(path: &std::path::Path, duration: Option<Duration>) -> ExitCode {
     // The shards own their cores; tokio (connectors, timers) gets the rest, at least one.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let workers = cores.saturating_sub(resolved.runtime.shards).max(1);
+    // Tokio's threads stay off the shards' cores.
+    let plan = mirror_engine::runtime::CorePlan::new(&resolved.runtime);
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
+        .on_thread_start(move || plan.pin_io(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
         .enable_all()
         .build()
     {

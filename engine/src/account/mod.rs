@@ -22,6 +22,8 @@ use mirror_model::{
     Position, PositionChange, PositionEffect, PositionId, Price, Qty, Ratio, SignalAction, SignalId, SignalView,
     SizeAdjustment, SkipReason, Symbol, TimeInForce, proportional_close,
 };
+use std::collections::VecDeque;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
@@ -158,17 +160,20 @@ pub enum Control {
     NewDay,
     /// An operator lifts a close-only or frozen mode.
     ResetRisk,
-    /// Forget finished orders (periodic).
-    Housekeeping,
 }
+
+/// Finished orders remembered (with their final status) so that a late broker message about
+/// one is recognised, and a fill on an order believed rejected is reported as the lifecycle
+/// violation it is. Oldest forgotten first.
+const FINISHED_REMEMBERED: usize = 256;
 
 /// One input to the actor.
 #[derive(Debug)]
 pub enum Input<'a> {
     /// A signal to copy, on one of this account's inbound links.
     Signal {
-        /// The signal, read in place.
-        signal: SignalView<'a>,
+        /// The signal, read in place (shared by every follower of the shard).
+        signal: &'a SignalView<'a>,
         /// The link it arrived on.
         link: LinkId,
     },
@@ -415,7 +420,11 @@ pub struct AccountActor {
     equity: Money,
     connected: bool,
     positions: FxHashMap<PositionId, Position>,
+    /// Live orders only: finished ones move to `finished` at once, so the per-order guards
+    /// look at a handful of entries, not at the day's history.
     orders: FxHashMap<ClientOrderId, OrderEntry>,
+    finished: FxHashMap<ClientOrderId, OrderStatus>,
+    finished_order: VecDeque<ClientOrderId>,
     legs: Legs,
     inbound: SmallVec<[InboundState; 2]>,
     is_leader: bool,
@@ -465,6 +474,21 @@ pub struct AccountSummary {
     pub connected: bool,
 }
 
+fn update_event(update: OrderUpdate) -> mirror_model::OrderEvent {
+    use mirror_model::OrderEvent as E;
+    match update {
+        OrderUpdate::Submit => E::Submit,
+        OrderUpdate::OutcomeUnknown => E::OutcomeUnknown,
+        OrderUpdate::Accept(_) => E::Accept,
+        OrderUpdate::Reject => E::Reject,
+        OrderUpdate::Fill(_) => E::Fill,
+        OrderUpdate::CancelRequest => E::CancelRequest,
+        OrderUpdate::CancelRejected => E::CancelRejected,
+        OrderUpdate::Cancelled => E::Cancelled,
+        OrderUpdate::Expire => E::Expire,
+    }
+}
+
 fn audit(out: &mut Vec<Action>, signal: Option<SignalId>, event: AuditEvent) {
     out.push(Action::Audit(Audit { signal, event }));
 }
@@ -487,6 +511,8 @@ impl AccountActor {
             connected: setup.connected,
             positions: setup.positions.into_iter().map(|p| (p.id, p)).collect(),
             orders: FxHashMap::default(),
+            finished: FxHashMap::default(),
+            finished_order: VecDeque::with_capacity(FINISHED_REMEMBERED),
             legs: Legs::default(),
             inbound,
             is_leader: setup.is_leader,
@@ -515,7 +541,7 @@ impl AccountActor {
             balance: self.balance,
             equity: self.equity,
             positions: self.positions.len(),
-            live_orders: self.orders.values().filter(|e| e.order.status.is_live()).count(),
+            live_orders: self.orders.len(),
             legs: self.legs.len(),
             mode: self.risk.mode,
             paused: self.paused,
@@ -533,7 +559,7 @@ impl AccountActor {
     /// Handles one input, appending actions to `out`.
     pub fn on_input(&mut self, now: Now, input: Input<'_>, out: &mut Vec<Action>) {
         match input {
-            Input::Signal { signal, link } => self.on_signal(now, &signal, link, out),
+            Input::Signal { signal, link } => self.on_signal(now, signal, link, out),
             Input::Event(event) => self.on_event(now, event, out),
             Input::Outcome(outcome) => self.on_outcome(outcome, out),
             Input::NotSent(command) => self.on_not_sent(command, out),
@@ -689,7 +715,7 @@ impl AccountActor {
             time_in_force: planned.time_in_force,
             intent: OrderIntent::Open,
         };
-        let canonical = rules.symbols.canonical(&open.symbol);
+        let canonical = planned.leader_symbol;
         let leg = self
             .legs
             .entry(key, || CopyLeg::new(link, planned.spec.symbol, canonical, planned.side));
@@ -1117,15 +1143,27 @@ impl AccountActor {
             // The user's own trade, or the broker's (a stop hit): seen through positions.
             return;
         };
-        let Some(entry) = self.orders.get_mut(&client_id) else {
-            return audit(out, Some(client_id.signal), AuditEvent::UnknownOrder { client_id });
-        };
         let update = match &report.kind {
             OrderReportKind::Filled(fill) => OrderUpdate::Fill(*fill),
             OrderReportKind::Cancelled => OrderUpdate::Cancelled,
             OrderReportKind::Expired => OrderUpdate::Expire,
             OrderReportKind::CancelRejected(_) => OrderUpdate::CancelRejected,
             OrderReportKind::Rejected(_) => OrderUpdate::Reject,
+        };
+        let Some(entry) = self.orders.get_mut(&client_id) else {
+            let event = match self.finished.get(&client_id) {
+                // A message about an order already finished: refused by the lifecycle (a
+                // fill after a rejection is exactly what reconciliation must look at).
+                Some(from) => AuditEvent::InvalidTransition {
+                    error: OrderError::InvalidTransition {
+                        order: client_id,
+                        from: *from,
+                        event: update_event(update),
+                    },
+                },
+                None => AuditEvent::UnknownOrder { client_id },
+            };
+            return audit(out, Some(client_id.signal), event);
         };
         if entry.order.broker_id.is_none() {
             entry.order.broker_id = Some(report.broker_id);
@@ -1259,7 +1297,8 @@ impl AccountActor {
         }
     }
 
-    /// Keeps legs in step with an order that moved: a finished open stops being working.
+    /// Keeps legs in step with an order that moved: a finished open stops being working,
+    /// and a finished order leaves the live set for the finished ring.
     fn after_order_change(&mut self, client_id: ClientOrderId) {
         let Some(entry) = self.orders.get(&client_id) else {
             return;
@@ -1267,7 +1306,16 @@ impl AccountActor {
         if entry.order.status.is_live() {
             return;
         }
-        if let Purpose::Open(key) = entry.purpose {
+        let (purpose, status) = (entry.purpose, entry.order.status);
+        self.orders.remove(&client_id);
+        if self.finished_order.len() >= FINISHED_REMEMBERED
+            && let Some(oldest) = self.finished_order.pop_front()
+        {
+            self.finished.remove(&oldest);
+        }
+        self.finished.insert(client_id, status);
+        self.finished_order.push_back(client_id);
+        if let Purpose::Open(key) = purpose {
             if let Some(leg) = self.legs.get_mut(&key) {
                 leg.forget_order(client_id);
             }
@@ -1381,6 +1429,21 @@ impl AccountActor {
             Outcome::Order { client_id, result } => {
                 let signal = Some(client_id.signal);
                 let Some(entry) = self.orders.get_mut(&client_id) else {
+                    // An answer that arrives after the order finished (a market order's ack
+                    // after its fill) changes nothing.
+                    if self.finished.contains_key(&client_id) {
+                        if let Ok(ack) = result {
+                            audit(
+                                out,
+                                signal,
+                                AuditEvent::Accepted {
+                                    client_id,
+                                    broker_id: ack.broker_id,
+                                },
+                            );
+                        }
+                        return;
+                    }
                     return audit(out, signal, AuditEvent::UnknownOrder { client_id });
                 };
                 match result {
@@ -1535,7 +1598,6 @@ impl AccountActor {
                 self.risk.reset();
                 audit(out, None, AuditEvent::Mode { mode: self.risk.mode });
             }
-            Control::Housekeeping => self.orders.retain(|_, entry| entry.order.status.is_live()),
         }
     }
 

@@ -107,10 +107,11 @@ fn feed(actor: &mut AccountActor, input: Input<'_>) -> Vec<Action> {
 }
 
 fn feed_signal(actor: &mut AccountActor, signal: &Signal) -> Vec<Action> {
+    let view = signal.view();
     feed(
         actor,
         Input::Signal {
-            signal: signal.view(),
+            signal: &view,
             link: LINK,
         },
     )

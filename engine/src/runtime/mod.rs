@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 use crate::account::{AccountActor, AccountSetup, AccountSummary, Command, Control, Outcome};
 use crate::clock::{Clock, SystemClock};
 use crate::router::{CopyMap, LinkSpec, MapError, Target};
-use crate::telemetry::{FanoutDone, Stats, StatsSnapshot, TelemetryMsg};
+use crate::telemetry::{Counter, FanoutDone, OUTSIDE_SLOT, Stats, StatsSnapshot, TelemetryMsg, TelemetrySink};
 use shard::Shard;
 
 /// How a signal travels to followers.
@@ -48,6 +48,49 @@ pub struct RuntimeSettings {
     pub day_start_utc_hour: u8,
     /// How signals travel to followers.
     pub encoding: FanoutEncoding,
+}
+
+/// Which cores the shards own and which are left to everything else (connectors' I/O,
+/// timers, telemetry).
+///
+/// A spinning shard owns its core only if nothing else is scheduled there: every thread the
+/// engine starts besides the shards pins itself to the I/O cores ([`CorePlan::pin_io`]). On a
+/// 2-core machine with one shard, shard 0 has core 1 and everything else core 0. Read from the
+/// affinity of the thread that builds the plan, so `taskset` is respected.
+#[derive(Clone, Debug, Default)]
+pub struct CorePlan {
+    shard_cores: Vec<core_affinity::CoreId>,
+    io_cores: Vec<core_affinity::CoreId>,
+}
+
+impl CorePlan {
+    /// The plan for these settings: shard i on core i+1 (when pinning is on and there are at
+    /// least two cores), the remaining cores for I/O.
+    pub fn new(settings: &RuntimeSettings) -> Self {
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        if !settings.pin_cores || cores.len() < 2 {
+            return Self {
+                shard_cores: Vec::new(),
+                io_cores: cores,
+            };
+        }
+        let shards = settings.shards.min(cores.len() - 1);
+        let shard_cores: Vec<_> = cores[1..=shards].to_vec();
+        let io_cores = cores.iter().filter(|c| !shard_cores.contains(c)).copied().collect();
+        Self { shard_cores, io_cores }
+    }
+
+    /// The core of shard `index`, if shards are pinned.
+    pub fn shard_core(&self, index: usize) -> Option<core_affinity::CoreId> {
+        (!self.shard_cores.is_empty()).then(|| self.shard_cores[index % self.shard_cores.len()])
+    }
+
+    /// Pins the calling thread to an I/O core (chosen by `index`), when shards are pinned.
+    pub fn pin_io(&self, index: usize) {
+        if !self.shard_cores.is_empty() && !self.io_cores.is_empty() {
+            core_affinity::set_for_current(self.io_cores[index % self.io_cores.len()]);
+        }
+    }
 }
 
 /// One shard per core but one, at least one: on a 2-core machine a single shard leaves a core
@@ -177,31 +220,28 @@ pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     ids: SignalIds,
     stats: Arc<Stats>,
-    telemetry: Option<flume::Sender<TelemetryMsg>>,
+    telemetry: Option<TelemetrySink>,
     observer: Option<flume::Sender<FanoutDone>>,
     encoding: FanoutEncoding,
-    audit_seq: AtomicU64,
     day_start_utc_hour: u8,
     origin_symbols: FxHashMap<Origin, FxHashSet<Symbol>>,
     sources: FxHashSet<Origin>,
 }
 
 impl Shared {
-    fn next_audit_seq(&self) -> u64 {
-        self.audit_seq.fetch_add(1, Ordering::Relaxed)
-    }
-
-    fn send_telemetry(&self, message: TelemetryMsg) {
+    /// Sends to telemetry without waiting; a message that does not fit is dropped and
+    /// counted in `slot`.
+    fn send_telemetry(&self, slot: usize, message: TelemetryMsg) {
         if let Some(telemetry) = &self.telemetry
-            && telemetry.try_send(message).is_err()
+            && telemetry.sender.try_send(message).is_err()
         {
-            self.stats.telemetry_dropped.fetch_add(1, Ordering::Relaxed);
+            self.stats.add(slot, Counter::TelemetryDropped, 1);
         }
     }
 
-    fn refuse(&self, signal: SignalId, reason: String) {
-        self.stats.signals_refused.fetch_add(1, Ordering::Relaxed);
-        self.send_telemetry(TelemetryMsg::Refused { signal, reason });
+    fn refuse(&self, slot: usize, signal: SignalId, reason: String) {
+        self.stats.add(slot, Counter::SignalsRefused, 1);
+        self.send_telemetry(slot, TelemetryMsg::Refused { signal, reason });
     }
 
     /// The Unix millisecond at which the trading day after `unix_ms` starts.
@@ -213,8 +253,8 @@ impl Shared {
     }
 
     /// The per-shard messages that carry `signal` to every follower of its origin.
-    fn route(&self, signal: Signal) -> Result<SmallVec<[(usize, ShardMsg); 4]>, WireError> {
-        self.stats.signals.fetch_add(1, Ordering::Relaxed);
+    fn route(&self, slot: usize, signal: Signal) -> Result<SmallVec<[(usize, ShardMsg); 4]>, WireError> {
+        self.stats.add(slot, Counter::Signals, 1);
         let fanout = self.map.fanout(&signal.origin);
         let parts = u16::try_from(fanout.len()).unwrap_or(u16::MAX);
         let mut messages = SmallVec::new();
@@ -296,9 +336,10 @@ pub struct EngineBuilder {
     origin_symbols: FxHashMap<Origin, FxHashSet<Symbol>>,
     clock: Arc<dyn Clock>,
     stats: Arc<Stats>,
-    telemetry: Option<flume::Sender<TelemetryMsg>>,
+    telemetry: Option<TelemetrySink>,
     observer: Option<flume::Sender<FanoutDone>>,
     ids: Option<SignalIds>,
+    cores: Option<CorePlan>,
 }
 
 impl EngineBuilder {
@@ -315,6 +356,7 @@ impl EngineBuilder {
             telemetry: None,
             observer: None,
             ids: None,
+            cores: None,
         }
     }
 
@@ -353,7 +395,7 @@ impl EngineBuilder {
     }
 
     /// Sends audit records and fan-out timings here.
-    pub fn telemetry(mut self, telemetry: flume::Sender<TelemetryMsg>) -> Self {
+    pub fn telemetry(mut self, telemetry: TelemetrySink) -> Self {
         self.telemetry = Some(telemetry);
         self
     }
@@ -361,6 +403,12 @@ impl EngineBuilder {
     /// Also sends every shard's fan-out completion here (benchmarks, tests).
     pub fn observer(mut self, observer: flume::Sender<FanoutDone>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Places shards by this plan (default: [`CorePlan::new`] from the calling thread).
+    pub fn core_plan(mut self, plan: CorePlan) -> Self {
+        self.cores = Some(plan);
         self
     }
 
@@ -412,16 +460,11 @@ impl EngineBuilder {
             telemetry: self.telemetry,
             observer: self.observer,
             encoding: self.settings.encoding,
-            audit_seq: AtomicU64::new(1),
             day_start_utc_hour: self.settings.day_start_utc_hour % 24,
             origin_symbols,
             sources: self.sources.into_iter().collect(),
         });
-        let cores = if self.settings.pin_cores {
-            core_affinity::get_core_ids().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let plan = self.cores.unwrap_or_else(|| CorePlan::new(&self.settings));
         let mut threads = Vec::with_capacity(shard_count);
         for (index, (actors, inbox)) in per_shard.into_iter().zip(inboxes).enumerate() {
             let (actors, queues): (Vec<_>, Vec<_>) = actors.into_iter().unzip();
@@ -433,8 +476,7 @@ impl EngineBuilder {
                 Arc::clone(&shared),
                 self.settings.spin_iterations,
             );
-            // Shard i on core i+1: core 0 stays with the OS and the connectors' I/O.
-            let core = (cores.len() > 1).then(|| cores[(index + 1) % cores.len()]);
+            let core = plan.shard_core(index);
             let thread = std::thread::Builder::new()
                 .name(format!("mirror-shard-{index}"))
                 .spawn(move || {
@@ -555,10 +597,10 @@ impl EngineHandle {
             note: note.to_owned(),
         };
         if let Err(error) = self.check(&signal) {
-            self.shared.refuse(id, error.to_string());
+            self.shared.refuse(OUTSIDE_SLOT, id, error.to_string());
             return Err(error);
         }
-        for (shard, message) in self.shared.route(signal)? {
+        for (shard, message) in self.shared.route(OUTSIDE_SLOT, signal)? {
             self.shared.mailboxes[shard]
                 .send(message)
                 .map_err(|_| SubmitError::Stopped)?;

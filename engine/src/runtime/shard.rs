@@ -20,12 +20,11 @@ use mirror_wire::SharedSignal;
 use super::{ConnectorCommand, OwnedInput, ShardMsg, Shared};
 use crate::account::{AccountActor, Action, Audit, AuditEvent, Control, Input, Now};
 use crate::router::Target;
-use crate::telemetry::{AuditRecord, FanoutDone, TelemetryMsg};
+use crate::telemetry::{AuditRecord, Counter, FanoutDone, LocalCounts, TelemetryBatch, TelemetryMsg};
 
 /// How long a parked shard sleeps before it looks at its clock-driven duties.
 const IDLE_WAKE: Duration = Duration::from_millis(100);
-/// How often finished orders are forgotten.
-const HOUSEKEEPING_NS: u64 = 1_000_000_000;
+
 /// Cross-shard messages a shard parks before it, too, waits (only reached when a peer is a
 /// million messages behind).
 const OUTBOX_MAX: usize = 1_000_000;
@@ -42,7 +41,11 @@ pub(super) struct Shard {
     actions: Vec<Action>,
     feedback: Vec<(u32, OwnedInput)>,
     next_day_unix_ms: i64,
-    next_housekeeping_ns: u64,
+    /// Audit records of the message being handled, sent as one batch when it is done.
+    audits: Vec<AuditRecord>,
+    fanout: Option<FanoutDone>,
+    audit_seq: u64,
+    counts: LocalCounts,
 }
 
 impl Shard {
@@ -68,7 +71,10 @@ impl Shard {
             actions: Vec::with_capacity(256),
             feedback: Vec::with_capacity(16),
             next_day_unix_ms,
-            next_housekeeping_ns: now.mono_ns + HOUSEKEEPING_NS,
+            audits: Vec::with_capacity(1_024),
+            fanout: None,
+            audit_seq: 1,
+            counts: LocalCounts::default(),
         }
     }
 
@@ -108,16 +114,12 @@ impl Shard {
         }
     }
 
-    /// Clock-driven work: the trading day's start and housekeeping.
+    /// Clock-driven work: the trading day's start.
     fn duties(&mut self) {
         let now = self.shared.clock.now();
         if now.unix_ms >= self.next_day_unix_ms {
             self.next_day_unix_ms = self.shared.next_day_start(now.unix_ms);
             self.broadcast(now, Control::NewDay);
-        }
-        if now.mono_ns >= self.next_housekeeping_ns {
-            self.next_housekeeping_ns = now.mono_ns + HOUSEKEEPING_NS;
-            self.broadcast(now, Control::Housekeeping);
         }
     }
 
@@ -137,8 +139,12 @@ impl Shard {
                 let views = self.actors.iter().map(super::AccountView::of).collect();
                 let _ = reply.send(views);
             }
-            ShardMsg::Stop => return false,
+            ShardMsg::Stop => {
+                self.flush_telemetry();
+                return false;
+            }
         }
+        self.flush_telemetry();
         self.duties_if_due();
         true
     }
@@ -151,22 +157,24 @@ impl Shard {
         }
     }
 
-    /// Every follower on this shard reads the same archived bytes in place.
+    /// The archived bytes, shared by every shard, are read in place once per shard; every
+    /// follower on the shard gets the same view of them. (Kept out of line, once per message,
+    /// so that profilers can measure exactly the fan-out.)
+    #[inline(never)]
     fn fan_out(&mut self, signal: &SharedSignal, targets: &[Target], parts: u16) {
         let now = self.shared.clock.now();
+        let view = signal.view();
         let mut orders = 0;
         for target in targets {
-            let view = signal.view();
             orders += self.step(
                 now,
                 target.slot,
                 Input::Signal {
-                    signal: view,
+                    signal: &view,
                     link: target.link,
                 },
             );
         }
-        let view = signal.view();
         self.report_fanout(view.id, view.accepted_mono_ns, parts, targets.len(), orders);
     }
 
@@ -178,11 +186,12 @@ impl Shard {
         let (id, accepted) = (first.id, first.accepted_mono_ns);
         let followers = items.len();
         for (target, signal) in &items {
+            let view = signal.view();
             orders += self.step(
                 now,
                 target.slot,
                 Input::Signal {
-                    signal: signal.view(),
+                    signal: &view,
                     link: target.link,
                 },
             );
@@ -203,7 +212,35 @@ impl Shard {
         if let Some(observer) = &self.shared.observer {
             let _ = observer.try_send(done);
         }
-        self.shared.send_telemetry(TelemetryMsg::Fanout(done));
+        self.fanout = Some(done);
+    }
+
+    /// Publishes the handled message's counts, and sends its audit records and fan-out timing
+    /// as one batch.
+    fn flush_telemetry(&mut self) {
+        self.counts.publish(&self.shared.stats, self.index);
+        if self.audits.is_empty() && self.fanout.is_none() {
+            return;
+        }
+        let Some(sink) = &self.shared.telemetry else {
+            self.audits.clear();
+            self.fanout = None;
+            return;
+        };
+        let audits = std::mem::replace(&mut self.audits, sink.buffer());
+        let dropped = audits.len() as u64;
+        let batch = TelemetryBatch {
+            audits,
+            fanout: self.fanout.take(),
+        };
+        if let Err(error) = sink.sender.try_send(TelemetryMsg::Batch(batch)) {
+            self.counts.add(Counter::TelemetryDropped, dropped.max(1));
+            // Keep the buffer rather than allocate another.
+            if let TelemetryMsg::Batch(mut batch) = error.into_inner() {
+                batch.audits.clear();
+                self.audits = batch.audits;
+            }
+        }
     }
 
     fn deliver(&mut self, now: Now, slot: u32, input: OwnedInput) {
@@ -302,27 +339,30 @@ impl Shard {
         handed
     }
 
-    fn record(&self, now: Now, account: AccountId, audit: Audit) {
-        self.shared.stats.count(&audit.event);
+    fn record(&mut self, now: Now, account: AccountId, audit: Audit) {
+        self.counts.count(&audit.event);
         if matches!(audit.event, AuditEvent::Led { .. }) {
             return;
         }
-        let record = AuditRecord {
-            seq: self.shared.next_audit_seq(),
+        let seq = self.audit_seq;
+        self.audit_seq += 1;
+        let shard = u16::try_from(self.index).unwrap_or(u16::MAX);
+        self.audits.push(AuditRecord {
+            shard,
+            seq,
             mono_ns: now.mono_ns,
             account,
             audit,
-        };
-        self.shared.send_telemetry(TelemetryMsg::Audit(record));
+        });
     }
 
     /// A signal emitted by one of this shard's actors (a leader, or a chain).
     fn dispatch(&mut self, signal: Signal) {
         if let Err(error) = signal.validate() {
-            self.shared.refuse(signal.id, error.to_string());
+            self.shared.refuse(self.index, signal.id, error.to_string());
             return;
         }
-        match self.shared.route(signal) {
+        match self.shared.route(self.index, signal) {
             Ok(messages) => {
                 for (shard, message) in messages {
                     self.send_to_shard(shard, message);
@@ -357,10 +397,7 @@ impl Shard {
         match self.shared.mailboxes[shard].try_send(message) {
             Ok(()) => {}
             Err(flume::TrySendError::Full(message)) => {
-                self.shared
-                    .stats
-                    .mailbox_full
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.counts.add(Counter::MailboxFull, 1);
                 self.outbox.push_back((shard, message));
             }
             Err(flume::TrySendError::Disconnected(_)) => {}

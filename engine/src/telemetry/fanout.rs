@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use mirror_model::{AccountId, SignalId, SkipReason};
 use rustc_hash::FxHashMap;
 
-use super::{AuditRecord, Stats, TelemetryMsg};
+use super::{AuditRecord, Stats, TelemetryBatch, TelemetryMsg};
 use crate::account::AuditEvent;
 
 /// One shard finished its part of a signal's fan-out: every follower order it made is in its
@@ -112,18 +112,37 @@ struct Partial {
     done_max_ns: u64,
 }
 
+/// Audit buffers kept for reuse (beyond this, returned buffers are freed).
+const POOLED_BUFFERS: usize = 64;
+
+/// Where shards send their batches, and where they take emptied buffers back from.
+#[derive(Clone, Debug)]
+pub struct TelemetrySink {
+    /// The telemetry thread's inbox.
+    pub sender: flume::Sender<TelemetryMsg>,
+    /// Emptied audit buffers, for reuse.
+    pub pool: flume::Receiver<Vec<AuditRecord>>,
+}
+
+impl TelemetrySink {
+    /// An empty buffer: a pooled one when there is one.
+    pub fn buffer(&self) -> Vec<AuditRecord> {
+        self.pool.try_recv().unwrap_or_else(|_| Vec::with_capacity(1_024))
+    }
+}
+
 /// A running telemetry thread.
 #[derive(Debug)]
 pub struct TelemetryHandle {
-    sender: flume::Sender<TelemetryMsg>,
+    sink: TelemetrySink,
     latency: Arc<Mutex<LatencySummary>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl TelemetryHandle {
     /// Where shards send records.
-    pub fn sender(&self) -> flume::Sender<TelemetryMsg> {
-        self.sender.clone()
+    pub fn sink(&self) -> TelemetrySink {
+        self.sink.clone()
     }
 
     /// Fan-out latency (signal accepted → every follower order handed to its connector
@@ -134,7 +153,7 @@ impl TelemetryHandle {
 
     /// Stops the thread once it has handled everything sent before.
     pub fn stop(mut self) {
-        let _ = self.sender.send(TelemetryMsg::Stop);
+        let _ = self.sink.sender.send(TelemetryMsg::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -148,16 +167,21 @@ pub fn spawn_telemetry(
     stats: Arc<Stats>,
     capacity: usize,
     window: Duration,
+    cores: crate::runtime::CorePlan,
 ) -> TelemetryHandle {
     let (sender, receiver) = flume::bounded(capacity);
+    let (returned, pool) = flume::bounded(POOLED_BUFFERS);
     let latency = Arc::new(Mutex::new(LatencySummary::default()));
     let published = Arc::clone(&latency);
     let thread = std::thread::Builder::new()
         .name("mirror-telemetry".into())
-        .spawn(move || run(receiver, names, stats, window, published))
+        .spawn(move || {
+            cores.pin_io(0);
+            run(receiver, returned, names, stats, window, published);
+        })
         .expect("spawn the telemetry thread");
     TelemetryHandle {
-        sender,
+        sink: TelemetrySink { sender, pool },
         latency,
         thread: Some(thread),
     }
@@ -165,6 +189,7 @@ pub fn spawn_telemetry(
 
 fn run(
     inbox: flume::Receiver<TelemetryMsg>,
+    returned: flume::Sender<Vec<AuditRecord>>,
     names: FxHashMap<AccountId, Arc<str>>,
     _stats: Arc<Stats>,
     window: Duration,
@@ -174,43 +199,83 @@ fn run(
     let mut fanout = LatencyWindow::new(window);
     let mut partial: FxHashMap<SignalId, Partial> = FxHashMap::default();
     let mut last_publish = Instant::now();
+    // The thread polls rather than waits on the channel: a sender that finds a waiting
+    // receiver must wake it (a system call), and shards send a record per follower.
     loop {
-        match inbox.recv_timeout(Duration::from_millis(200)) {
-            Ok(TelemetryMsg::Fanout(done)) => {
-                let now = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                if done.parts <= 1 {
-                    fanout.record(now, done.done_mono_ns.saturating_sub(done.accepted_mono_ns));
-                } else {
-                    let entry = partial.entry(done.signal).or_insert(Partial {
-                        parts_seen: 0,
-                        done_max_ns: 0,
-                    });
-                    entry.parts_seen += 1;
-                    entry.done_max_ns = entry.done_max_ns.max(done.done_mono_ns);
-                    if entry.parts_seen >= done.parts {
-                        let complete = partial.remove(&done.signal).expect("just updated");
-                        fanout.record(now, complete.done_max_ns.saturating_sub(done.accepted_mono_ns));
-                    } else if partial.len() > PARTIAL_FANOUTS_MAX {
-                        // A shard stopped reporting; forget the oldest signals.
-                        let oldest = *partial.keys().min().expect("not empty");
-                        partial.remove(&oldest);
+        let mut handled = 0usize;
+        loop {
+            let message = match inbox.try_recv() {
+                Ok(message) => message,
+                Err(flume::TryRecvError::Empty) => break,
+                Err(flume::TryRecvError::Disconnected) => {
+                    publish(&published, &fanout);
+                    return;
+                }
+            };
+            handled += 1;
+            match message {
+                TelemetryMsg::Batch(TelemetryBatch {
+                    mut audits,
+                    fanout: done,
+                }) => {
+                    if let Some(done) = done {
+                        let now = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                        record_fanout(&mut fanout, &mut partial, now, done);
                     }
+                    for record in &audits {
+                        log_audit(record, &names);
+                    }
+                    audits.clear();
+                    // Back to the pool; when the pool is full the buffer is freed.
+                    let _ = returned.try_send(audits);
+                }
+                TelemetryMsg::Refused { signal, reason } => {
+                    tracing::warn!(%signal, %reason, "signal refused before fan-out");
+                }
+                TelemetryMsg::Stop => {
+                    publish(&published, &fanout);
+                    return;
                 }
             }
-            Ok(TelemetryMsg::Audit(record)) => log_audit(&record, &names),
-            Ok(TelemetryMsg::Stop) => break,
-            Ok(TelemetryMsg::Refused { signal, reason }) => {
-                tracing::warn!(%signal, %reason, "signal refused before fan-out");
-            }
-            Err(flume::RecvTimeoutError::Timeout) => {}
-            Err(flume::RecvTimeoutError::Disconnected) => break,
         }
-        if last_publish.elapsed() >= Duration::from_millis(200) {
-            *published.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fanout.summary();
+        if last_publish.elapsed() >= PUBLISH_EVERY {
+            publish(&published, &fanout);
             last_publish = Instant::now();
         }
+        if handled == 0 {
+            std::thread::sleep(POLL_EVERY);
+        }
     }
+}
+
+/// How long the telemetry thread sleeps when it finds nothing to do.
+const POLL_EVERY: Duration = Duration::from_millis(5);
+/// How often the latency summary is published.
+const PUBLISH_EVERY: Duration = Duration::from_millis(200);
+
+fn publish(published: &Mutex<LatencySummary>, fanout: &LatencyWindow) {
     *published.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fanout.summary();
+}
+
+fn record_fanout(fanout: &mut LatencyWindow, partial: &mut FxHashMap<SignalId, Partial>, now: u64, done: FanoutDone) {
+    if done.parts <= 1 {
+        fanout.record(now, done.done_mono_ns.saturating_sub(done.accepted_mono_ns));
+        return;
+    }
+    let entry = partial.entry(done.signal).or_insert(Partial {
+        parts_seen: 0,
+        done_max_ns: 0,
+    });
+    entry.parts_seen += 1;
+    entry.done_max_ns = entry.done_max_ns.max(done.done_mono_ns);
+    if entry.parts_seen >= done.parts {
+        let complete = partial.remove(&done.signal).expect("just updated");
+        fanout.record(now, complete.done_max_ns.saturating_sub(done.accepted_mono_ns));
+    } else if partial.len() > PARTIAL_FANOUTS_MAX {
+        // A shard stopped reporting; forget the oldest signals.
+        let oldest = *partial.keys().min().expect("not empty");
+        partial.remove(&oldest);
+    }
 }
 
 fn log_audit(record: &AuditRecord, names: &FxHashMap<AccountId, Arc<str>>) {

@@ -1,9 +1,11 @@
 //! Telemetry: exact counters, fan-out latency, audit records, logs and the status line.
 //!
-//! Shards count into atomics (exact, never lost) and send audit records and fan-out timings
-//! over one bounded channel to the telemetry thread, which logs and aggregates them off the
-//! hot path. When that channel is full, records are dropped and the drop is counted; the
-//! counters stay exact.
+//! Shards count into their own cache-line-aligned slots of atomic counters (exact, never lost,
+//! and never contended between shards) and send audit records and fan-out timings, one batch
+//! per message they handle, over one bounded channel to the telemetry thread, which logs and
+//! aggregates them off the hot path. When that channel is full, the batch is dropped and the
+//! drop counted; the counters stay exact. Emptied batches come back through a small pool, so
+//! a shard does not allocate for them once warm.
 
 mod fanout;
 mod logging;
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mirror_model::{AccountId, SKIP_CATEGORIES, SignalId, SkipCategory};
 
-pub use fanout::{FanoutDone, LatencySummary, LatencyWindow, TelemetryHandle, spawn_telemetry};
+pub use fanout::{FanoutDone, LatencySummary, LatencyWindow, TelemetryHandle, TelemetrySink, spawn_telemetry};
 pub use logging::{LogGuard, LoggingSettings, init_logging};
 pub use status::{Console, ConsoleWriter, StatusLine};
 
@@ -23,7 +25,10 @@ use crate::account::{Audit, AuditEvent};
 /// One audit record, numbered.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AuditRecord {
-    /// Global sequence number.
+    /// The shard that produced it.
+    pub shard: u16,
+    /// Sequence number within the shard: gap-free and ordered. All of an account's records
+    /// come from its one shard, so they are totally ordered by it.
     pub seq: u64,
     /// Engine monotonic time, ns.
     pub mono_ns: u64,
@@ -33,15 +38,20 @@ pub struct AuditRecord {
     pub audit: Audit,
 }
 
-/// What shards send to the telemetry thread.
+/// What a shard sends after handling one message.
+#[derive(Clone, Debug, Default)]
+pub struct TelemetryBatch {
+    /// Audit records, in order.
+    pub audits: Vec<AuditRecord>,
+    /// The fan-out the message completed, if it carried a signal.
+    pub fanout: Option<FanoutDone>,
+}
+
+/// What the telemetry thread receives.
 #[derive(Clone, Debug)]
 pub enum TelemetryMsg {
-    /// An audit record.
-    Audit(AuditRecord),
-    /// A shard finished its part of a signal's fan-out.
-    Fanout(FanoutDone),
-    /// Stop after everything sent before.
-    Stop,
+    /// A shard's batch.
+    Batch(TelemetryBatch),
     /// A signal refused before fan-out.
     Refused {
         /// The signal.
@@ -49,37 +59,129 @@ pub enum TelemetryMsg {
         /// Why.
         reason: String,
     },
+    /// Stop after everything sent before.
+    Stop,
+}
+
+/// One counter of [`Stats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Counter {
+    /// Signals accepted and fanned out.
+    Signals,
+    /// Signals refused before fan-out.
+    SignalsRefused,
+    /// Copy orders sent.
+    Copies,
+    /// Closing orders sent.
+    Closes,
+    /// Modifies sent.
+    Modifies,
+    /// Executions.
+    Fills,
+    /// Broker refusals.
+    Rejects,
+    /// Unknown outcomes.
+    UnknownOutcomes,
+    /// Equity guards tripped.
+    Breaches,
+    /// Refused lifecycle events.
+    InvalidTransitions,
+    /// Telemetry records dropped.
+    TelemetryDropped,
+    /// Cross-shard messages parked on a full mailbox.
+    MailboxFull,
+}
+
+const FIXED_COUNTERS: usize = 12;
+const COUNTERS: usize = FIXED_COUNTERS + SKIP_CATEGORIES.len();
+/// Slots: one per shard (up to 64) and one for everything else (ingress threads).
+const SLOTS: usize = 65;
+/// The slot of threads that are not shards.
+pub const OUTSIDE_SLOT: usize = 64;
+
+/// One thread's counters, on cache lines of their own.
+#[repr(align(128))]
+#[derive(Debug)]
+struct Slot([AtomicU64; COUNTERS]);
+
+impl Default for Slot {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+/// The counter an audit event adds to, if any.
+fn counter_index(event: &AuditEvent) -> Option<usize> {
+    let counter = match event {
+        AuditEvent::Copied { .. } => Counter::Copies,
+        AuditEvent::Closing { .. } => Counter::Closes,
+        AuditEvent::Modifying { .. } => Counter::Modifies,
+        AuditEvent::Filled { .. } => Counter::Fills,
+        AuditEvent::Rejected { .. } => Counter::Rejects,
+        AuditEvent::OutcomeUnknown { .. } => Counter::UnknownOutcomes,
+        AuditEvent::Breach { .. } => Counter::Breaches,
+        AuditEvent::InvalidTransition { .. } => Counter::InvalidTransitions,
+        AuditEvent::Skipped { reason, .. } => {
+            let category = reason.category();
+            return SKIP_CATEGORIES
+                .iter()
+                .position(|c| *c == category)
+                .map(|index| FIXED_COUNTERS + index);
+        }
+        _ => return None,
+    };
+    Some(counter as usize)
+}
+
+/// Counts gathered by one thread between two publications (a shard publishes once per
+/// message it handles: one atomic add per counter that moved, not one per follower).
+#[derive(Debug)]
+pub struct LocalCounts([u64; COUNTERS]);
+
+impl Default for LocalCounts {
+    fn default() -> Self {
+        Self([0; COUNTERS])
+    }
+}
+
+impl LocalCounts {
+    /// Counts what an audit event says happened.
+    pub fn count(&mut self, event: &AuditEvent) {
+        if let Some(index) = counter_index(event) {
+            self.0[index] += 1;
+        }
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(&mut self, counter: Counter, n: u64) {
+        self.0[counter as usize] += n;
+    }
+
+    /// Adds everything counted to `slot` of `stats` and starts again from zero.
+    pub fn publish(&mut self, stats: &Stats, slot: usize) {
+        let target = stats.slot(slot);
+        for (count, counter) in self.0.iter_mut().zip(&target.0) {
+            if *count > 0 {
+                counter.fetch_add(*count, Ordering::Relaxed);
+                *count = 0;
+            }
+        }
+    }
 }
 
 /// Exact counters of everything the engine did.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
-    /// Signals accepted and fanned out.
-    pub signals: AtomicU64,
-    /// Signals refused before fan-out (invalid).
-    pub signals_refused: AtomicU64,
-    /// Copy orders sent.
-    pub copies: AtomicU64,
-    /// Closing orders sent.
-    pub closes: AtomicU64,
-    /// SL/TP modifies sent.
-    pub modifies: AtomicU64,
-    /// Executions received.
-    pub fills: AtomicU64,
-    /// Orders refused by brokers.
-    pub rejects: AtomicU64,
-    /// Orders whose outcome is unknown.
-    pub unknown_outcomes: AtomicU64,
-    /// Skips by category (index of [`SKIP_CATEGORIES`]).
-    pub skipped: [AtomicU64; SKIP_CATEGORIES.len()],
-    /// Equity guards tripped.
-    pub breaches: AtomicU64,
-    /// Broker messages the order lifecycle refused.
-    pub invalid_transitions: AtomicU64,
-    /// Audit records dropped because telemetry was behind.
-    pub telemetry_dropped: AtomicU64,
-    /// Cross-shard messages parked because the target mailbox was full.
-    pub mailbox_full: AtomicU64,
+    slots: Box<[Slot]>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            slots: (0..SLOTS).map(|_| Slot::default()).collect(),
+        }
+    }
 }
 
 /// A copy of the counters at one moment.
@@ -128,54 +230,51 @@ impl StatsSnapshot {
     }
 }
 
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
 impl Stats {
     /// A shared, zeroed set of counters.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
+    fn slot(&self, slot: usize) -> &Slot {
+        &self.slots[slot.min(OUTSIDE_SLOT)]
+    }
+
+    /// Adds `n` to a counter of a slot (a shard's index, or [`OUTSIDE_SLOT`]).
+    pub fn add(&self, slot: usize, counter: Counter, n: u64) {
+        self.slot(slot).0[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Counts what an audit event says happened.
-    pub fn count(&self, event: &AuditEvent) {
-        match event {
-            AuditEvent::Copied { .. } => bump(&self.copies),
-            AuditEvent::Closing { .. } => bump(&self.closes),
-            AuditEvent::Modifying { .. } => bump(&self.modifies),
-            AuditEvent::Filled { .. } => bump(&self.fills),
-            AuditEvent::Rejected { .. } => bump(&self.rejects),
-            AuditEvent::OutcomeUnknown { .. } => bump(&self.unknown_outcomes),
-            AuditEvent::Skipped { reason, .. } => {
-                let category = reason.category();
-                if let Some(index) = SKIP_CATEGORIES.iter().position(|c| *c == category) {
-                    bump(&self.skipped[index]);
-                }
-            }
-            AuditEvent::Breach { .. } => bump(&self.breaches),
-            AuditEvent::InvalidTransition { .. } => bump(&self.invalid_transitions),
-            _ => {}
+    pub fn count(&self, slot: usize, event: &AuditEvent) {
+        if let Some(index) = counter_index(event) {
+            self.slot(slot).0[index].fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Reads every counter.
+    /// Reads every counter, summed over the slots.
     pub fn snapshot(&self) -> StatsSnapshot {
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut sums = [0u64; COUNTERS];
+        for slot in self.slots.iter() {
+            for (sum, counter) in sums.iter_mut().zip(&slot.0) {
+                *sum += counter.load(Ordering::Relaxed);
+            }
+        }
+        let get = |counter: Counter| sums[counter as usize];
         StatsSnapshot {
-            signals: load(&self.signals),
-            signals_refused: load(&self.signals_refused),
-            copies: load(&self.copies),
-            closes: load(&self.closes),
-            modifies: load(&self.modifies),
-            fills: load(&self.fills),
-            rejects: load(&self.rejects),
-            unknown_outcomes: load(&self.unknown_outcomes),
-            skipped: std::array::from_fn(|i| load(&self.skipped[i])),
-            breaches: load(&self.breaches),
-            invalid_transitions: load(&self.invalid_transitions),
-            telemetry_dropped: load(&self.telemetry_dropped),
-            mailbox_full: load(&self.mailbox_full),
+            signals: get(Counter::Signals),
+            signals_refused: get(Counter::SignalsRefused),
+            copies: get(Counter::Copies),
+            closes: get(Counter::Closes),
+            modifies: get(Counter::Modifies),
+            fills: get(Counter::Fills),
+            rejects: get(Counter::Rejects),
+            unknown_outcomes: get(Counter::UnknownOutcomes),
+            skipped: std::array::from_fn(|i| sums[FIXED_COUNTERS + i]),
+            breaches: get(Counter::Breaches),
+            invalid_transitions: get(Counter::InvalidTransitions),
+            telemetry_dropped: get(Counter::TelemetryDropped),
+            mailbox_full: get(Counter::MailboxFull),
         }
     }
 }

@@ -51,6 +51,31 @@ pub enum Rounding {
 /// Divides `num` by `den` (`den > 0`) and rounds the quotient by `mode`.
 pub(crate) fn div_round(num: i128, den: i128, mode: Rounding) -> i128 {
     assert!(den > 0, "div_round needs a positive divisor, got {den}");
+    // Sizes and prices nearly always fit in 64 bits, where division is one instruction
+    // instead of a 128-bit library call.
+    if let (Ok(num), Ok(den)) = (i64::try_from(num), i64::try_from(den)) {
+        return i128::from(div_round_64(num, den, mode));
+    }
+    let quotient = num / den;
+    let remainder = num % den;
+    if remainder == 0 {
+        return quotient;
+    }
+    let away = if num < 0 { -1 } else { 1 };
+    match mode {
+        Rounding::Down => quotient,
+        Rounding::Up => quotient + away,
+        Rounding::Nearest => {
+            if remainder.unsigned_abs() * 2 >= den.unsigned_abs() {
+                quotient + away
+            } else {
+                quotient
+            }
+        }
+    }
+}
+
+fn div_round_64(num: i64, den: i64, mode: Rounding) -> i64 {
     let quotient = num / den;
     let remainder = num % den;
     if remainder == 0 {
@@ -687,8 +712,22 @@ impl Fraction {
         })
     }
 
-    /// `self × num ÷ den`, reduced at each step so realistic sizes never overflow.
+    /// `self × num ÷ den`. The fraction is only reduced (by GCD, which costs a loop of
+    /// 128-bit divisions) when the plain product would overflow.
     pub(crate) fn scale(self, num: i128, den: i128) -> Option<Self> {
+        if den == 0 {
+            return None;
+        }
+        if let (Some(n), Some(d)) = (self.num.checked_mul(num), self.den.checked_mul(den)) {
+            return if d < 0 {
+                Some(Self {
+                    num: n.checked_neg()?,
+                    den: d.checked_neg()?,
+                })
+            } else {
+                Some(Self { num: n, den: d })
+            };
+        }
         let left = Self::reduced(self.num, den)?;
         let right = Self::reduced(num, self.den)?;
         Self::reduced(left.num.checked_mul(right.num)?, left.den.checked_mul(right.den)?)
@@ -773,6 +812,29 @@ mod tests {
         assert!(Ratio::parse("-1").is_err());
         assert!(Ratio::parse("1/0").is_err());
         assert!(Ratio::parse("0.0000000000001").is_err());
+    }
+
+    proptest::proptest! {
+        /// The 64-bit fast path rounds exactly like the 128-bit path.
+        #[test]
+        fn fast_division_agrees_with_wide_division(num in proptest::num::i64::ANY, den in 1i64..=i64::MAX) {
+            for mode in [Rounding::Down, Rounding::Nearest, Rounding::Up] {
+                let wide = {
+                    let (num, den) = (i128::from(num), i128::from(den));
+                    let quotient = num / den;
+                    let remainder = num % den;
+                    let away = if num < 0 { -1 } else { 1 };
+                    match mode {
+                        _ if remainder == 0 => quotient,
+                        Rounding::Down => quotient,
+                        Rounding::Up => quotient + away,
+                        Rounding::Nearest if remainder.unsigned_abs() * 2 >= den.unsigned_abs() => quotient + away,
+                        Rounding::Nearest => quotient,
+                    }
+                };
+                proptest::prop_assert_eq!(i128::from(div_round_64(num, den, mode)), wide);
+            }
+        }
     }
 
     #[test]

@@ -164,7 +164,10 @@ impl SymbolMapping {
 
     /// The follower's symbol and quantity ratio for `leader_symbol`.
     pub fn map(&self, leader_symbol: &Symbol) -> Result<MappedSymbol, SkipReason> {
-        let canonical = self.canonical(leader_symbol);
+        self.map_canonical(leader_symbol, self.canonical(leader_symbol))
+    }
+
+    fn map_canonical(&self, leader_symbol: &Symbol, canonical: Symbol) -> Result<MappedSymbol, SkipReason> {
         if let Some(mapped) = self.map.get(&canonical).or_else(|| self.map.get(leader_symbol)) {
             return Ok(*mapped);
         }
@@ -509,6 +512,8 @@ pub struct PlannedOpen {
     pub time_in_force: TimeInForce,
     /// Whether the size was clamped or raised.
     pub adjustment: SizeAdjustment,
+    /// The leader's symbol without its broker decoration.
+    pub leader_symbol: Symbol,
 }
 
 impl LinkRules {
@@ -541,7 +546,7 @@ impl LinkRules {
         if !self.allow.is_empty() && !self.allow.contains(&canonical) {
             return Err(SkipReason::SymbolNotAllowed { symbol: canonical });
         }
-        let mapped = self.symbols.map(&open.symbol)?;
+        let mapped = self.symbols.map_canonical(&open.symbol, canonical)?;
         let spec = *follower
             .instruments
             .get(&mapped.symbol)
@@ -591,6 +596,7 @@ impl LinkRules {
             take_profit,
             time_in_force: open.time_in_force,
             adjustment,
+            leader_symbol: canonical,
         })
     }
 

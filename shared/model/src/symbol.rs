@@ -68,29 +68,55 @@ impl Symbol {
 
     /// `prefix + self + suffix`, for broker naming rules (`EURUSD` → `EURUSD.r`).
     pub fn decorated(&self, prefix: &str, suffix: &str) -> Result<Self, SymbolError> {
-        let mut text = [0u8; SYMBOL_LEN_MAX * 3];
-        let parts = [prefix.as_bytes(), self.as_str().as_bytes(), suffix.as_bytes()];
-        let mut len = 0;
-        for part in parts {
-            text[len..len + part.len()].copy_from_slice(part);
-            len += part.len();
+        if prefix.is_empty() && suffix.is_empty() {
+            return Ok(*self);
         }
-        Self::new(std::str::from_utf8(&text[..len]).map_err(|_| SymbolError::Empty)?)
+        // The symbol is valid already: only the decoration needs checking.
+        for part in [prefix, suffix] {
+            if let Some(found) = part.chars().find(|c| !c.is_ascii_graphic()) {
+                return Err(SymbolError::BadCharacter {
+                    text: format!("{prefix}{self}{suffix}"),
+                    found,
+                });
+            }
+        }
+        let len = usize::from(self.len);
+        let total = prefix.len() + len + suffix.len();
+        if total > SYMBOL_LEN_MAX {
+            return Err(SymbolError::TooLong(format!("{prefix}{self}{suffix}")));
+        }
+        let mut bytes = [0u8; SYMBOL_LEN_MAX];
+        bytes[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        bytes[prefix.len()..prefix.len() + len].copy_from_slice(&self.bytes[..len]);
+        bytes[prefix.len() + len..total].copy_from_slice(suffix.as_bytes());
+        Ok(Self {
+            len: u8::try_from(total).expect("checked above"),
+            bytes,
+        })
     }
 
     /// The symbol with `prefix` and `suffix` removed where present (`EURUSD.x` → `EURUSD`).
+    /// Removing either must leave something; otherwise the symbol is returned whole.
     pub fn stripped(&self, prefix: &str, suffix: &str) -> Self {
-        let mut text = self.as_str();
-        if !prefix.is_empty() {
-            text = text.strip_prefix(prefix).unwrap_or(text);
+        let text = &self.bytes[..usize::from(self.len)];
+        let mut start = 0;
+        let mut end = text.len();
+        if !prefix.is_empty() && text.starts_with(prefix.as_bytes()) {
+            start = prefix.len();
         }
-        if !suffix.is_empty() {
-            text = text.strip_suffix(suffix).unwrap_or(text);
+        if !suffix.is_empty() && text[start..].ends_with(suffix.as_bytes()) {
+            end -= suffix.len();
         }
-        if text.is_empty() {
+        if (start, end) == (0, text.len()) || start >= end {
             return *self;
         }
-        Self::new(text).unwrap_or(*self)
+        // A slice of valid ASCII is valid ASCII.
+        let mut bytes = [0u8; SYMBOL_LEN_MAX];
+        bytes[..end - start].copy_from_slice(&text[start..end]);
+        Self {
+            len: u8::try_from(end - start).expect("shorter than before"),
+            bytes,
+        }
     }
 }
 
@@ -182,5 +208,14 @@ mod tests {
         assert_eq!(leader.stripped("", ".x"), eurusd);
         assert_eq!(eurusd.stripped("", ".x"), eurusd);
         assert!(Symbol::new(&"X".repeat(30)).unwrap().decorated("", ".r").is_err());
+        assert!(matches!(
+            eurusd.decorated("", " r"),
+            Err(SymbolError::BadCharacter { found: ' ', .. })
+        ));
+        assert_eq!(Symbol::new("mEURUSD.x").unwrap().stripped("m", ".x"), eurusd);
+        // Stripping never leaves nothing.
+        let bare = Symbol::new(".x").unwrap();
+        assert_eq!(bare.stripped("", ".x"), bare);
+        assert_eq!(Symbol::new("m").unwrap().stripped("m", ""), Symbol::new("m").unwrap());
     }
 }
