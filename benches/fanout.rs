@@ -56,26 +56,13 @@ fn eurusd() -> InstrumentSpec {
 /// Five kinds of followers, in turn.
 fn rules(index: usize) -> LinkRules {
     let sizing = match index % 5 {
-        0 => SizingRule::Multiplier {
-            ratio: Ratio::parse("0.5").unwrap(),
-        },
-        1 => SizingRule::Multiplier {
-            ratio: Ratio::parse("2").unwrap(),
-        },
-        2 => SizingRule::Fixed {
-            qty: Qty::parse("0.3").unwrap(),
-        },
-        3 => SizingRule::RiskPercent {
-            percent: Ratio::parse("0.5").unwrap(),
-        },
+        0 => SizingRule::Multiplier { ratio: Ratio::parse("0.5").unwrap() },
+        1 => SizingRule::Multiplier { ratio: Ratio::parse("2").unwrap() },
+        2 => SizingRule::Fixed { qty: Qty::parse("0.3").unwrap() },
+        3 => SizingRule::RiskPercent { percent: Ratio::parse("0.5").unwrap() },
         _ => SizingRule::Notional { multiplier: Ratio::ONE },
     };
-    LinkRules {
-        sizing,
-        reverse: index % 7 == 3,
-        max_signal_age_ms: Some(5_000),
-        ..LinkRules::default()
-    }
+    LinkRules { sizing, reverse: index % 7 == 3, max_signal_age_ms: Some(5_000), ..LinkRules::default() }
 }
 
 fn signal(leader: u64) -> SignalAction {
@@ -114,22 +101,15 @@ fn pin(core: usize) {
 /// The core plan, made once before any thread is pinned.
 fn core_plan() -> &'static CorePlan {
     static PLAN: std::sync::OnceLock<CorePlan> = std::sync::OnceLock::new();
-    PLAN.get_or_init(|| {
-        CorePlan::new(&RuntimeSettings {
-            shards: 1,
-            pin_cores: true,
-            ..RuntimeSettings::default()
-        })
-    })
+    PLAN.get_or_init(|| CorePlan::new(&RuntimeSettings { shards: 1, pin_cores: true, ..RuntimeSettings::default() }))
 }
 
 fn engine_run(followers: usize, encoding: FanoutEncoding, spin: u32, iterations: usize) -> Histogram<u64> {
     let source = Origin::Source(SourceId(1));
     let (observer, done) = flume::bounded(1024);
     let stats = Stats::new();
-    let names: FxHashMap<AccountId, Arc<str>> = (0..followers)
-        .map(|i| (AccountId(i as u32 + 10), Arc::from(format!("f{i}").as_str())))
-        .collect();
+    let names: FxHashMap<AccountId, Arc<str>> =
+        (0..followers).map(|i| (AccountId(i as u32 + 10), Arc::from(format!("f{i}").as_str()))).collect();
     let settings = RuntimeSettings {
         shards: 1,
         spin_iterations: spin,
@@ -169,11 +149,7 @@ fn engine_run(followers: usize, encoding: FanoutEncoding, spin: u32, iterations:
                 connected: true,
                 positions: Vec::new(),
             })
-            .link(LinkSpec {
-                leader: source,
-                follower: id,
-                rules: Arc::new(rules(index)),
-            });
+            .link(LinkSpec { leader: source, follower: id, rules: Arc::new(rules(index)) });
     }
     let (engine, queues) = builder.start().expect("engine starts");
     // Like every thread that is not a shard, the bench thread stays off the shard's core.
@@ -183,9 +159,7 @@ fn engine_run(followers: usize, encoding: FanoutEncoding, spin: u32, iterations:
     let mut latencies = histogram();
     let refusal = ConnectorError::Rejected(RejectReason::new(RejectCode::Other, "benchmark"));
     for iteration in 0..WARMUP + iterations {
-        handle
-            .submit(source, signal(iteration as u64), None, "benchmark signal")
-            .expect("valid signal");
+        handle.submit(source, signal(iteration as u64), None, "benchmark signal").expect("valid signal");
         let report = done.recv().expect("shard reports");
         assert_eq!(report.orders as usize, followers, "every follower must order");
         if iteration >= WARMUP {
@@ -195,10 +169,7 @@ fn engine_run(followers: usize, encoding: FanoutEncoding, spin: u32, iterations:
         for ((_, queue), mailbox) in queues.iter().zip(&mailboxes) {
             while let Ok(queued) = queue.try_recv() {
                 if let Command::Place(request) = queued.command {
-                    let outcome = Outcome::Order {
-                        client_id: request.client_id,
-                        result: Err(refusal.clone()),
-                    };
+                    let outcome = Outcome::Order { client_id: request.client_id, result: Err(refusal.clone()) };
                     mailbox.send_blocking(OwnedInput::Outcome(outcome)).unwrap();
                 }
             }
@@ -236,11 +207,7 @@ fn floor_run(followers: usize, iterations: usize) -> Histogram<u64> {
                 }
             };
             for (slot, sender) in senders.iter().enumerate() {
-                let _ = sender.try_send(Small {
-                    _slot: slot as u32,
-                    _tag: 7,
-                    _t: t0,
-                });
+                let _ = sender.try_send(Small { _slot: slot as u32, _tag: 7, _t: t0 });
             }
             let _ = reported.send((t0, worker_clock.mono_ns()));
         }
@@ -316,22 +283,12 @@ fn actor_alone(followers: usize, iterations: usize) -> Histogram<u64> {
         for (index, actor) in actors.iter_mut().enumerate() {
             let view = shared.view();
             actor.on_input(
-                Now {
-                    mono_ns: start,
-                    unix_ms: now.unix_ms,
-                },
-                Input::Signal {
-                    signal: &view,
-                    link: mirror_engine::LinkId(index as u32),
-                },
+                Now { mono_ns: start, unix_ms: now.unix_ms },
+                Input::Signal { signal: &view, link: mirror_engine::LinkId(index as u32) },
                 &mut out,
             );
             for action in out.drain(..) {
-                if let Action::Send {
-                    command: Command::Place(request),
-                    ..
-                } = action
-                {
+                if let Action::Send { command: Command::Place(request), .. } = action {
                     sent.push(request.client_id);
                 }
             }
@@ -341,10 +298,7 @@ fn actor_alone(followers: usize, iterations: usize) -> Histogram<u64> {
             latencies.record(elapsed / followers as u64).unwrap();
         }
         for (actor, client_id) in actors.iter_mut().zip(sent) {
-            let outcome = Outcome::Order {
-                client_id,
-                result: Err(refusal.clone()),
-            };
+            let outcome = Outcome::Order { client_id, result: Err(refusal.clone()) };
             actor.on_input(now, Input::Outcome(outcome), &mut out);
             out.clear();
         }
@@ -353,11 +307,7 @@ fn actor_alone(followers: usize, iterations: usize) -> Histogram<u64> {
 }
 
 fn micros(ns: u64) -> String {
-    if ns >= 100_000 {
-        format!("{:.0} µs", ns as f64 / 1e3)
-    } else {
-        format!("{:.1} µs", ns as f64 / 1e3)
-    }
+    if ns >= 100_000 { format!("{:.0} µs", ns as f64 / 1e3) } else { format!("{:.1} µs", ns as f64 / 1e3) }
 }
 
 /// One variant's results over every round: the merged distribution, and each round's median.
@@ -368,10 +318,7 @@ struct Series {
 
 impl Series {
     fn new() -> Self {
-        Self {
-            merged: histogram(),
-            medians: Vec::new(),
-        }
+        Self { merged: histogram(), medians: Vec::new() }
     }
 
     fn add(&mut self, round: &Histogram<u64>) {
@@ -384,10 +331,7 @@ fn row(followers: usize, variant: &str, series: &Series, floor: &Series) {
     let h = &series.merged;
     let per_follower = h.value_at_quantile(0.5) as f64 / followers as f64;
     let floor_per = floor.merged.value_at_quantile(0.5) as f64 / followers as f64;
-    let (low, high) = (
-        series.medians.iter().min().unwrap(),
-        series.medians.iter().max().unwrap(),
-    );
+    let (low, high) = (series.medians.iter().min().unwrap(), series.medians.iter().max().unwrap());
     println!(
         "| {followers:>5} | {variant:<26} | {:>9} | {:>9} | {:>9} | {:>9} | {:>8} – {:<8} | {:>7.0} ns | {:>6.1}× |",
         micros(h.value_at_quantile(0.5)),
@@ -427,10 +371,7 @@ fn main() {
         .unwrap_or_else(|| vec![1, 10, 100, 1_000]);
     if std::env::var_os("MIRROR_BENCH_ACTOR_ONLY").is_some() {
         let alone = actor_alone(1_000, iterations);
-        println!(
-            "copy logic alone, per follower: p50 {} ns",
-            alone.value_at_quantile(0.5)
-        );
+        println!("copy logic alone, per follower: p50 {} ns", alone.value_at_quantile(0.5));
         return;
     }
     // The main thread stays unpinned until the core plan is made: a pinned thread sees only
@@ -447,16 +388,11 @@ fn main() {
     let variants: &[(&str, Option<(FanoutEncoding, u32)>)] = &[
         ("floor: raw flume sends", None),
         ("engine, rkyv zero-copy", Some((FanoutEncoding::Archived, u32::MAX))),
-        (
-            "engine, owned clone each",
-            Some((FanoutEncoding::ClonedOwned, u32::MAX)),
-        ),
+        ("engine, owned clone each", Some((FanoutEncoding::ClonedOwned, u32::MAX))),
         ("engine, shard parks", Some((FanoutEncoding::Archived, 0))),
     ];
-    let mut results: Vec<Vec<Series>> = counts
-        .iter()
-        .map(|_| variants.iter().map(|_| Series::new()).collect())
-        .collect();
+    let mut results: Vec<Vec<Series>> =
+        counts.iter().map(|_| variants.iter().map(|_| Series::new()).collect()).collect();
     let mut alone = Series::new();
     for _ in 0..rounds {
         for (row_index, followers) in counts.iter().enumerate() {

@@ -89,9 +89,7 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
         Duration::from_secs(30),
         CorePlan::new(&resolved.runtime),
     );
-    let mut builder = EngineBuilder::new(resolved.runtime.clone())
-        .stats(stats)
-        .telemetry(telemetry.sink());
+    let mut builder = EngineBuilder::new(resolved.runtime.clone()).stats(stats).telemetry(telemetry.sink());
     if let Some(clock) = options.clock {
         builder = builder.clock(clock);
     }
@@ -141,13 +139,7 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
     for ((id, name, connector), (account, commands)) in connectors.into_iter().zip(receivers) {
         debug_assert_eq!(id, account);
         let mailbox = handle.mailbox(id).expect("every account has a mailbox");
-        let wiring = AccountWiring {
-            account: id,
-            name,
-            connector,
-            commands,
-            mailbox,
-        };
+        let wiring = AccountWiring { account: id, name, connector, commands, mailbox };
         connector_tasks.extend(spawn_account_tasks(wiring, resolved.connector));
     }
 
@@ -160,12 +152,7 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
     if options.autotrade {
         for account in &resolved.accounts {
             if let Some((config, seed)) = &account.autotrade {
-                feed_tasks.push(spawn_autotrader(
-                    broker.clone(),
-                    account.name.clone(),
-                    config.clone(),
-                    *seed,
-                ));
+                feed_tasks.push(spawn_autotrader(broker.clone(), account.name.clone(), config.clone(), *seed));
             }
         }
     }
@@ -198,23 +185,13 @@ impl Running {
     /// The status line now.
     pub async fn status(&self) -> StatusLine {
         let handle = self.handle.clone();
-        let views = tokio::task::spawn_blocking(move || handle.accounts())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let views =
+            tokio::task::spawn_blocking(move || handle.accounts()).await.ok().and_then(Result::ok).unwrap_or_default();
         StatusLine {
             stats: self.handle.stats(),
-            latency: self
-                .telemetry
-                .as_ref()
-                .map(TelemetryHandle::fanout_latency)
-                .unwrap_or_default(),
+            latency: self.telemetry.as_ref().map(TelemetryHandle::fanout_latency).unwrap_or_default(),
             connected: (views.iter().filter(|v| v.summary.connected).count(), views.len()),
-            restricted: views
-                .iter()
-                .filter(|v| v.summary.mode != crate::account::RiskMode::Normal)
-                .count(),
+            restricted: views.iter().filter(|v| v.summary.mode != crate::account::RiskMode::Normal).count(),
             uptime_s: self.started.elapsed().as_secs(),
         }
     }
@@ -222,11 +199,7 @@ impl Running {
     /// Every account as the engine sees it.
     pub async fn accounts(&self) -> Vec<AccountView> {
         let handle = self.handle.clone();
-        tokio::task::spawn_blocking(move || handle.accounts())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default()
+        tokio::task::spawn_blocking(move || handle.accounts()).await.ok().and_then(Result::ok).unwrap_or_default()
     }
 
     /// Waits until nothing moves: connector queues drained and counters still for `quiet`
@@ -247,15 +220,21 @@ impl Running {
         }
     }
 
-    /// Stops the leaders and the price feed, lets in-flight orders finish, then stops the
-    /// connector tasks, the shards and telemetry.
-    pub async fn stop(mut self) {
-        // Stopping telemetry needs no sender to be gone: it stops on a message, after
-        // everything queued before it.
+    /// Stops the auto-trading leaders and the price feed, then waits for the orders in flight
+    /// to finish, so that what follows sees a settled state.
+    pub async fn halt_feeds(&mut self) {
         for task in self.feed_tasks.drain(..) {
             task.abort();
         }
         self.settle(Duration::from_millis(200), Duration::from_secs(3)).await;
+    }
+
+    /// Halts the feeds ([`Running::halt_feeds`]), then stops the connector tasks, the shards
+    /// and telemetry.
+    pub async fn stop(mut self) {
+        // Stopping telemetry needs no sender to be gone: it stops on a message, after
+        // everything queued before it.
+        self.halt_feeds().await;
         for task in self.connector_tasks.drain(..) {
             task.abort();
         }

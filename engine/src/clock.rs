@@ -28,10 +28,7 @@ impl SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0);
-        Self {
-            start: Instant::now(),
-            start_unix_ms,
-        }
+        Self { start: Instant::now(), start_unix_ms }
     }
 
     /// Nanoseconds since the clock started.
@@ -49,10 +46,7 @@ impl Default for SystemClock {
 impl Clock for SystemClock {
     fn now(&self) -> Now {
         let mono_ns = self.mono_ns();
-        Now {
-            mono_ns,
-            unix_ms: self.start_unix_ms + i64::try_from(mono_ns / 1_000_000).unwrap_or(i64::MAX),
-        }
+        Now { mono_ns, unix_ms: self.start_unix_ms + i64::try_from(mono_ns / 1_000_000).unwrap_or(i64::MAX) }
     }
 }
 
@@ -66,25 +60,18 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock at this time.
     pub fn new(unix_ms: i64) -> Arc<Self> {
-        Arc::new(Self {
-            mono_ns: AtomicU64::new(0),
-            unix_ms: AtomicI64::new(unix_ms),
-        })
+        Arc::new(Self { mono_ns: AtomicU64::new(0), unix_ms: AtomicI64::new(unix_ms) })
     }
 
     /// Moves it forward.
     pub fn advance_ms(&self, ms: u64) {
         self.mono_ns.fetch_add(ms * 1_000_000, Ordering::SeqCst);
-        self.unix_ms
-            .fetch_add(i64::try_from(ms).unwrap_or(i64::MAX), Ordering::SeqCst);
+        self.unix_ms.fetch_add(i64::try_from(ms).unwrap_or(i64::MAX), Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Now {
-        Now {
-            mono_ns: self.mono_ns.load(Ordering::SeqCst),
-            unix_ms: self.unix_ms.load(Ordering::SeqCst),
-        }
+        Now { mono_ns: self.mono_ns.load(Ordering::SeqCst), unix_ms: self.unix_ms.load(Ordering::SeqCst) }
     }
 }

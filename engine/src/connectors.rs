@@ -39,9 +39,7 @@ async fn within<T>(
     timeout: Duration,
     call: impl Future<Output = Result<T, ConnectorError>>,
 ) -> Result<T, ConnectorError> {
-    tokio::time::timeout(timeout, call)
-        .await
-        .unwrap_or(Err(ConnectorError::Timeout { operation, timeout }))
+    tokio::time::timeout(timeout, call).await.unwrap_or(Err(ConnectorError::Timeout { operation, timeout }))
 }
 
 /// What an account looks like when its connector first comes up.
@@ -87,20 +85,12 @@ pub async fn boot(connector: &dyn Connector, settings: ConnectorSettings) -> Boo
         Ok::<_, ConnectorError>((instruments, snapshot, positions))
     };
     match read.await {
-        Ok((instruments, snapshot, positions)) => Boot {
-            session: Some(session),
-            instruments,
-            snapshot,
-            positions,
-            error: None,
-        },
-        Err(error) => Boot {
-            session: None,
-            instruments: Vec::new(),
-            snapshot: empty,
-            positions: Vec::new(),
-            error: Some(error),
-        },
+        Ok((instruments, snapshot, positions)) => {
+            Boot { session: Some(session), instruments, snapshot, positions, error: None }
+        }
+        Err(error) => {
+            Boot { session: None, instruments: Vec::new(), snapshot: empty, positions: Vec::new(), error: Some(error) }
+        }
     }
 }
 

@@ -51,12 +51,7 @@ fn main() -> ExitCode {
 fn check(file: &std::path::Path) -> ExitCode {
     match config::load(file) {
         Ok(resolved) => {
-            let leaders = resolved
-                .links
-                .iter()
-                .map(|l| l.leader)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len();
+            let leaders = resolved.links.iter().map(|l| l.leader).collect::<std::collections::BTreeSet<_>>().len();
             println!(
                 "✓ {}: {} accounts, {} sources, {} leaders, {} links, {} instruments ({} file{})",
                 file.display(),
@@ -72,12 +67,7 @@ fn check(file: &std::path::Path) -> ExitCode {
         }
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!(
-                "✗ {}: {} problem{}",
-                file.display(),
-                errors.0.len(),
-                if errors.0.len() == 1 { "" } else { "s" }
-            );
+            eprintln!("✗ {}: {} problem{}", file.display(), errors.0.len(), if errors.0.len() == 1 { "" } else { "s" });
             ExitCode::from(2)
         }
     }
@@ -119,7 +109,8 @@ fn run(path: &std::path::Path, duration: Option<Duration>) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let running = start(&resolved, StartOptions { ticker: true, autotrade: true, ..StartOptions::default() }).await?;
+        let mut running =
+            start(&resolved, StartOptions { ticker: true, autotrade: true, ..StartOptions::default() }).await?;
         let accounts = running.accounts().await;
         tracing::info!(
             config = %path.display(),
@@ -142,6 +133,7 @@ fn run(path: &std::path::Path, duration: Option<Duration>) -> ExitCode {
         console.set_status(&running.status().await.to_string());
         console.finish();
         tracing::info!("stopping: leaders halted, letting orders in flight finish");
+        running.halt_feeds().await;
         let accounts = running.accounts().await;
         let final_status = running.status().await;
         running.stop().await;

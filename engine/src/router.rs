@@ -156,46 +156,26 @@ impl CopyMap {
         let mut slots = vec![0u32; shards];
         for (index, account) in accounts.iter().enumerate() {
             let shard = index % shards;
-            places.insert(
-                *account,
-                Place {
-                    shard,
-                    slot: slots[shard],
-                },
-            );
+            places.insert(*account, Place { shard, slot: slots[shard] });
             slots[shard] += 1;
         }
         let mut seen: BTreeMap<(Origin, AccountId), usize> = BTreeMap::new();
         let mut edges: BTreeMap<AccountId, BTreeSet<AccountId>> = BTreeMap::new();
         for (index, link) in links.iter().enumerate() {
             if !places.contains_key(&link.follower) {
-                return Err(MapError::UnknownAccount {
-                    link: index,
-                    account: link.follower,
-                });
+                return Err(MapError::UnknownAccount { link: index, account: link.follower });
             }
             if let Origin::Account(leader) = link.leader {
                 if !places.contains_key(&leader) {
-                    return Err(MapError::UnknownAccount {
-                        link: index,
-                        account: leader,
-                    });
+                    return Err(MapError::UnknownAccount { link: index, account: leader });
                 }
                 if leader == link.follower {
-                    return Err(MapError::SelfLink {
-                        link: index,
-                        account: leader,
-                    });
+                    return Err(MapError::SelfLink { link: index, account: leader });
                 }
                 edges.entry(leader).or_default().insert(link.follower);
             }
             if let Some(first) = seen.insert((link.leader, link.follower), index) {
-                return Err(MapError::Duplicate {
-                    link: index,
-                    first,
-                    leader: link.leader,
-                    follower: link.follower,
-                });
+                return Err(MapError::Duplicate { link: index, first, leader: link.leader, follower: link.follower });
             }
         }
         if let Some(cycle) = find_cycle(&edges) {
@@ -212,10 +192,7 @@ impl CopyMap {
                 .or_default()
                 .entry(place.shard)
                 .or_default()
-                .push(Target {
-                    slot: place.slot,
-                    link: id,
-                });
+                .push(Target { slot: place.slot, link: id });
             inbound.entry(link.follower).or_default().push(InboundLink {
                 link: id,
                 origin: link.leader,
@@ -227,10 +204,7 @@ impl CopyMap {
             .map(|(origin, by_shard)| {
                 let targets = by_shard
                     .into_iter()
-                    .map(|(shard, targets)| ShardTargets {
-                        shard,
-                        targets: targets.into(),
-                    })
+                    .map(|(shard, targets)| ShardTargets { shard, targets: targets.into() })
                     .collect();
                 (origin, targets)
             })
@@ -252,15 +226,7 @@ impl CopyMap {
                 (*account, reached)
             })
             .collect();
-        Ok(Self {
-            shards,
-            order: accounts.to_vec(),
-            places,
-            fanout,
-            inbound,
-            downstream,
-            links,
-        })
+        Ok(Self { shards, order: accounts.to_vec(), places, fanout, inbound, downstream, links })
     }
 
     /// Number of shards.
@@ -318,11 +284,7 @@ mod tests {
     }
 
     fn link(leader: u32, follower: u32) -> LinkSpec {
-        LinkSpec {
-            leader: Origin::Account(a(leader)),
-            follower: a(follower),
-            rules: Arc::new(LinkRules::default()),
-        }
+        LinkSpec { leader: Origin::Account(a(leader)), follower: a(follower), rules: Arc::new(LinkRules::default()) }
     }
 
     #[test]
@@ -345,17 +307,11 @@ mod tests {
             CopyMap::build(&accounts, 1, vec![link(1, 2), link(2, 3), link(3, 1)]).unwrap_err(),
             MapError::Cycle(vec![a(1), a(2), a(3), a(1)])
         );
-        assert!(matches!(
-            CopyMap::build(&accounts, 1, vec![link(1, 1)]),
-            Err(MapError::SelfLink { .. })
-        ));
+        assert!(matches!(CopyMap::build(&accounts, 1, vec![link(1, 1)]), Err(MapError::SelfLink { .. })));
         assert!(matches!(
             CopyMap::build(&accounts, 1, vec![link(1, 2), link(1, 2)]),
             Err(MapError::Duplicate { link: 1, first: 0, .. })
         ));
-        assert!(matches!(
-            CopyMap::build(&accounts, 1, vec![link(1, 9)]),
-            Err(MapError::UnknownAccount { .. })
-        ));
+        assert!(matches!(CopyMap::build(&accounts, 1, vec![link(1, 9)]), Err(MapError::UnknownAccount { .. })));
     }
 }

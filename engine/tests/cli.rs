@@ -33,17 +33,9 @@ impl Drop for Scratch {
 
 #[test]
 fn check_accepts_the_demo_config() {
-    let output = Command::new(binary())
-        .current_dir(repo())
-        .args(["check", "config/demo.toml"])
-        .output()
-        .unwrap();
+    let output = Command::new(binary()).current_dir(repo()).args(["check", "config/demo.toml"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.starts_with("✓ config/demo.toml: 22 accounts"), "{stdout}");
 }
 
@@ -58,25 +50,16 @@ fn check_names_file_line_field_and_reason_and_exits_non_zero() {
          balance = 1000\n\n[[links]]\nleader = \"a\"\nfollower = \"ghost\"\nsizing = { mode = \"multiplier\", ratio = 0 }\n",
     )
     .unwrap();
-    let output = Command::new(binary())
-        .args(["check", file.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = Command::new(binary()).args(["check", file.to_str().unwrap()]).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains(&format!(
-            "{}:16:12: links[0].follower: no account is named `ghost`",
-            file.display()
-        )),
+        stderr.contains(&format!("{}:16:12: links[0].follower: no account is named `ghost`", file.display())),
         "{stderr}"
     );
     assert!(stderr.contains("1 problem"), "{stderr}");
 
-    let missing = Command::new(binary())
-        .args(["check", "/nonexistent/mirror.toml"])
-        .output()
-        .unwrap();
+    let missing = Command::new(binary()).args(["check", "/nonexistent/mirror.toml"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/mirror.toml: cannot read the file"));
 }
@@ -108,27 +91,18 @@ fn run_streams_status_and_stops_cleanly_on_ctrl_c() {
         assert!(started.elapsed() < Duration::from_secs(60), "no copies within a minute");
     }
     assert!(copies_seen, "the status line never showed copies");
-    let interrupted = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(interrupted.success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "exit {status:?}; stderr: {stderr}");
-    assert!(
-        rest.iter().any(|l| l.starts_with("account ") && l.contains("balance")),
-        "no final summary: {rest:?}"
-    );
+    assert!(rest.iter().any(|l| l.starts_with("account ") && l.contains("balance")), "no final summary: {rest:?}");
     assert!(rest.iter().any(|l| l.starts_with("alpha-fx ")), "{rest:?}");
     let log_files: Vec<_> = std::fs::read_dir(&logs).unwrap().filter_map(Result::ok).collect();
     assert_eq!(log_files.len(), 1);
     let first = std::fs::read_to_string(log_files[0].path()).unwrap();
     let record: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
-    assert!(
-        record.get("timestamp").is_some() && record.get("level").is_some(),
-        "{record}"
-    );
+    assert!(record.get("timestamp").is_some() && record.get("level").is_some(), "{record}");
 }

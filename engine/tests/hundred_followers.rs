@@ -113,11 +113,7 @@ sizing = { mode = "multiplier", ratio = 10 }
 "#,
     );
     for index in 0..FOLLOWERS {
-        let mode = if matches!(kind(index), 1 | 4) {
-            "netting"
-        } else {
-            "hedging"
-        };
+        let mode = if matches!(kind(index), 1 | 4) { "netting" } else { "hedging" };
         let _ = write!(
             text,
             "\n[[accounts]]\nname = \"{}\"\nplatform = \"sim\"\nmode = \"{mode}\"\nbalance = {}\n",
@@ -144,11 +140,7 @@ sizing = { mode = "multiplier", ratio = 10 }
             8 => "",
             _ => "stop_loss = { distance = \"0.002\" }\ntake_profit = { distance = \"0.004\" }",
         };
-        let _ = write!(
-            text,
-            "\n[[links]]\nleader = \"lead\"\nfollower = \"{}\"\n{rules}\n",
-            name(index)
-        );
+        let _ = write!(text, "\n[[links]]\nleader = \"lead\"\nfollower = \"{}\"\n{rules}\n", name(index));
     }
     text
 }
@@ -182,48 +174,19 @@ fn expected_open(index: usize, leader: &Leader, follower_balance: i128, follower
         take_profit: leader.take_profit,
     };
     match kind(index) {
-        0 => Open {
-            qty: floor_lots(leader.qty, 2),
-            ..base
-        },
-        1 => Open {
-            qty: leader.qty * 2,
-            ..base
-        },
-        2 => Open {
-            qty: 30_000_000,
-            ..base
-        },
-        3 => Open {
-            qty: floor_lots(leader.qty * follower_balance, leader.balance),
-            ..base
-        },
-        4 => Open {
-            qty: floor_lots(leader.qty * follower_equity * 3, leader.equity * 2),
-            ..base
-        },
+        0 => Open { qty: floor_lots(leader.qty, 2), ..base },
+        1 => Open { qty: leader.qty * 2, ..base },
+        2 => Open { qty: 30_000_000, ..base },
+        3 => Open { qty: floor_lots(leader.qty * follower_balance, leader.balance), ..base },
+        4 => Open { qty: floor_lots(leader.qty * follower_equity * 3, leader.equity * 2), ..base },
         5 => {
             // 1 % of equity ÷ (stop distance in ticks × $1 per tick per lot).
             let distance_ticks = i128::from((leader.fill - leader.stop_loss).raw()) / 1_000;
-            Open {
-                qty: floor_lots(follower_equity / 100 * 100_000_000, distance_ticks * 100_000_000),
-                ..base
-            }
+            Open { qty: floor_lots(follower_equity / 100 * 100_000_000, distance_ticks * 100_000_000), ..base }
         }
-        6 => Open {
-            qty: leader.qty * 100,
-            ..base
-        },
-        7 => Open {
-            side: Side::Sell,
-            stop_loss: leader.take_profit,
-            take_profit: leader.stop_loss,
-            ..base
-        },
-        8 => Open {
-            symbol: sym(&format!("{}.r", leader.symbol)),
-            ..base
-        },
+        6 => Open { qty: leader.qty * 100, ..base },
+        7 => Open { side: Side::Sell, stop_loss: leader.take_profit, take_profit: leader.stop_loss, ..base },
+        8 => Open { symbol: sym(&format!("{}.r", leader.symbol)), ..base },
         _ => Open {
             stop_loss: Price::from_raw(leader.fill.raw() - 200_000),
             take_profit: Price::from_raw(leader.fill.raw() + 400_000),
@@ -233,9 +196,7 @@ fn expected_open(index: usize, leader: &Leader, follower_balance: i128, follower
 }
 
 async fn settle(running: &Running) {
-    running
-        .settle(Duration::from_millis(150), Duration::from_secs(20))
-        .await;
+    running.settle(Duration::from_millis(150), Duration::from_secs(20)).await;
 }
 
 fn snapshot(running: &Running, account: &str) -> (i128, i128) {
@@ -244,13 +205,7 @@ fn snapshot(running: &Running, account: &str) -> (i128, i128) {
 }
 
 fn positions_on(running: &Running, account: &str, symbol: &Symbol) -> Vec<Position> {
-    running
-        .broker
-        .positions(account)
-        .unwrap()
-        .into_iter()
-        .filter(|p| p.symbol == *symbol)
-        .collect()
+    running.broker.positions(account).unwrap().into_iter().filter(|p| p.symbol == *symbol).collect()
 }
 
 fn assert_holds(running: &Running, index: usize, open: &Open, qty: i128) {
@@ -278,15 +233,7 @@ async fn a_hundred_followers_copy_open_modify_partial_close_and_close_exactly() 
     let balances: Vec<(i128, i128)> = (0..FOLLOWERS).map(|i| snapshot(&running, &name(i))).collect();
     let (leader_balance, leader_equity) = snapshot(&running, "lead");
     broker
-        .manual_order(
-            "lead",
-            eurusd,
-            Side::Buy,
-            q(LEADER_QTY),
-            OrderKind::Market,
-            Some(p("1.08")),
-            Some(p("1.095")),
-        )
+        .manual_order("lead", eurusd, Side::Buy, q(LEADER_QTY), OrderKind::Market, Some(p("1.08")), Some(p("1.095")))
         .unwrap();
     settle(&running).await;
     let leader_position = broker.positions("lead").unwrap()[0];
@@ -299,9 +246,7 @@ async fn a_hundred_followers_copy_open_modify_partial_close_and_close_exactly() 
         balance: leader_balance,
         equity: leader_equity,
     };
-    let opens: Vec<Open> = (0..FOLLOWERS)
-        .map(|i| expected_open(i, &first, balances[i].0, balances[i].1))
-        .collect();
+    let opens: Vec<Open> = (0..FOLLOWERS).map(|i| expected_open(i, &first, balances[i].0, balances[i].1)).collect();
     for (index, open) in opens.iter().enumerate() {
         assert!(open.qty > 0, "kind {} sizes to zero", kind(index));
         assert_holds(&running, index, open, open.qty);
@@ -309,30 +254,15 @@ async fn a_hundred_followers_copy_open_modify_partial_close_and_close_exactly() 
     assert_eq!(positions_on(&running, "guard", &eurusd)[0].qty, q(LEADER_QTY * 10));
 
     // 2. The leader moves its stop to 1.08200 and its target to 1.09800.
-    broker
-        .manual_modify("lead", leader_position.id, Some(p("1.082")), Some(p("1.098")))
-        .unwrap();
+    broker.manual_modify("lead", leader_position.id, Some(p("1.082")), Some(p("1.098"))).unwrap();
     settle(&running).await;
     let moved: Vec<Open> = opens
         .iter()
         .enumerate()
         .map(|(index, open)| match kind(index) {
-            7 => Open {
-                stop_loss: p("1.098"),
-                take_profit: p("1.082"),
-                symbol: open.symbol,
-                ..*open
-            },
-            9 => Open {
-                symbol: open.symbol,
-                ..*open
-            },
-            _ => Open {
-                stop_loss: p("1.082"),
-                take_profit: p("1.098"),
-                symbol: open.symbol,
-                ..*open
-            },
+            7 => Open { stop_loss: p("1.098"), take_profit: p("1.082"), symbol: open.symbol, ..*open },
+            9 => Open { symbol: open.symbol, ..*open },
+            _ => Open { stop_loss: p("1.082"), take_profit: p("1.098"), symbol: open.symbol, ..*open },
         })
         .collect();
     for (index, open) in moved.iter().enumerate() {
@@ -340,9 +270,7 @@ async fn a_hundred_followers_copy_open_modify_partial_close_and_close_exactly() 
     }
 
     // 3. The leader closes half: every follower closes half of its copy, rounded down.
-    broker
-        .manual_close("lead", leader_position.id, q(LEADER_QTY / 2))
-        .unwrap();
+    broker.manual_close("lead", leader_position.id, q(LEADER_QTY / 2)).unwrap();
     settle(&running).await;
     let halves: Vec<i128> = moved.iter().map(|open| open.qty / 2 / STEP * STEP).collect();
     for (index, open) in moved.iter().enumerate() {
@@ -353,10 +281,7 @@ async fn a_hundred_followers_copy_open_modify_partial_close_and_close_exactly() 
     //    is flattened and frozen; everyone else keeps their copy.
     broker.set_price(&eurusd, p("1.0845")).unwrap();
     settle(&running).await;
-    assert!(
-        broker.positions("guard").unwrap().is_empty(),
-        "the guarded follower is flattened"
-    );
+    assert!(broker.positions("guard").unwrap().is_empty(), "the guarded follower is flattened");
     let views = running.accounts().await;
     let guard = views.iter().find(|v| v.name.as_ref() == "guard").unwrap();
     assert_eq!(guard.summary.mode, RiskMode::Frozen);
@@ -370,15 +295,7 @@ async fn a_hundred_followers_copy_open_modify_partial_close_and_close_exactly() 
     let (leader_balance, leader_equity) = snapshot(&running, "lead");
     let skipped_before = running.handle.stats().skipped(SkipCategory::Risk);
     broker
-        .manual_order(
-            "lead",
-            gbpusd,
-            Side::Buy,
-            q(LEADER_QTY / 2),
-            OrderKind::Market,
-            Some(p("1.26")),
-            Some(p("1.27")),
-        )
+        .manual_order("lead", gbpusd, Side::Buy, q(LEADER_QTY / 2), OrderKind::Market, Some(p("1.26")), Some(p("1.27")))
         .unwrap();
     settle(&running).await;
     let second = Leader {
@@ -390,21 +307,12 @@ async fn a_hundred_followers_copy_open_modify_partial_close_and_close_exactly() 
         balance: leader_balance,
         equity: leader_equity,
     };
-    let seconds: Vec<Open> = (0..FOLLOWERS)
-        .map(|i| expected_open(i, &second, balances[i].0, balances[i].1))
-        .collect();
+    let seconds: Vec<Open> = (0..FOLLOWERS).map(|i| expected_open(i, &second, balances[i].0, balances[i].1)).collect();
     for (index, open) in seconds.iter().enumerate() {
         assert_holds(&running, index, open, open.qty);
     }
-    assert!(
-        broker.positions("guard").unwrap().is_empty(),
-        "the frozen follower copies nothing"
-    );
-    assert_eq!(
-        running.handle.stats().skipped(SkipCategory::Risk),
-        skipped_before + 1,
-        "one frozen skip"
-    );
+    assert!(broker.positions("guard").unwrap().is_empty(), "the frozen follower copies nothing");
+    assert_eq!(running.handle.stats().skipped(SkipCategory::Risk), skipped_before + 1, "one frozen skip");
 
     // 6. The leader closes both positions: every follower ends flat.
     for position in broker.positions("lead").unwrap() {
@@ -412,11 +320,7 @@ async fn a_hundred_followers_copy_open_modify_partial_close_and_close_exactly() 
     }
     settle(&running).await;
     for index in 0..FOLLOWERS {
-        assert!(
-            broker.positions(&name(index)).unwrap().is_empty(),
-            "{} still holds positions",
-            name(index)
-        );
+        assert!(broker.positions(&name(index)).unwrap().is_empty(), "{} still holds positions", name(index));
     }
 
     // Every follower's execution history, in order: open, half of it, the second open, the
@@ -432,29 +336,14 @@ async fn a_hundred_followers_copy_open_modify_partial_close_and_close_exactly() 
             (open.symbol, closing, open.qty - halves[index], false),
             (second.symbol, second.side.opposite(), second.qty, false),
         ];
-        let actual: Vec<_> = history
-            .iter()
-            .map(|e| (e.symbol, e.side, i128::from(e.qty.raw()), e.opening))
-            .collect();
+        let actual: Vec<_> = history.iter().map(|e| (e.symbol, e.side, i128::from(e.qty.raw()), e.opening)).collect();
         assert_eq!(actual, expected, "history of {} (kind {})", name(index), kind(index));
-        assert!(
-            history.iter().all(|e| e.client_id.is_some()),
-            "every follower order carries Mirror's id"
-        );
+        assert!(history.iter().all(|e| e.client_id.is_some()), "every follower order carries Mirror's id");
     }
-    let guard_history: Vec<(Qty, bool)> = broker
-        .history("guard")
-        .unwrap()
-        .iter()
-        .map(|e| (e.qty, e.opening))
-        .collect();
+    let guard_history: Vec<(Qty, bool)> = broker.history("guard").unwrap().iter().map(|e| (e.qty, e.opening)).collect();
     assert_eq!(
         guard_history,
-        vec![
-            (q(LEADER_QTY * 10), true),
-            (q(LEADER_QTY * 5), false),
-            (q(LEADER_QTY * 5), false)
-        ],
+        vec![(q(LEADER_QTY * 10), true), (q(LEADER_QTY * 5), false), (q(LEADER_QTY * 5), false)],
         "the guarded follower: open 20, half closed with the leader, the rest by the flatten"
     );
 

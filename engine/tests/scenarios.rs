@@ -52,19 +52,11 @@ async fn run(extra: &str) -> Running {
 }
 
 async fn settle(running: &Running) {
-    running
-        .settle(Duration::from_millis(120), Duration::from_secs(10))
-        .await;
+    running.settle(Duration::from_millis(120), Duration::from_secs(10)).await;
 }
 
 fn held(running: &Running, account: &str) -> Vec<(Side, Qty)> {
-    running
-        .broker
-        .positions(account)
-        .unwrap()
-        .iter()
-        .map(|p| (p.side, p.qty))
-        .collect()
+    running.broker.positions(account).unwrap().iter().map(|p| (p.side, p.qty)).collect()
 }
 
 fn account(name: &str, balance: u32, extra: &str) -> String {
@@ -105,20 +97,11 @@ async fn bad_signals_are_refused_whole_counted_and_reach_no_follower() {
     let submit = |action| running.handle.submit(source, action, None, "");
 
     let unknown = submit(SignalAction::Open(open("GBPUSD", Side::Buy, "1")));
-    assert_eq!(
-        unknown.unwrap_err().to_string(),
-        format!("unknown symbol GBPUSD for {source}")
-    );
+    assert_eq!(unknown.unwrap_err().to_string(), format!("unknown symbol GBPUSD for {source}"));
     let zero = submit(SignalAction::Open(open("EURUSD", Side::Buy, "0")));
-    assert_eq!(
-        zero.unwrap_err().to_string(),
-        "invalid signal: qty must be positive, got 0"
-    );
+    assert_eq!(zero.unwrap_err().to_string(), "invalid signal: qty must be positive, got 0");
     let negative = submit(SignalAction::Open(open("EURUSD", Side::Sell, "-2")));
-    assert_eq!(
-        negative.unwrap_err().to_string(),
-        "invalid signal: qty must be positive, got -2"
-    );
+    assert_eq!(negative.unwrap_err().to_string(), "invalid signal: qty must be positive, got -2");
     let mut wrong_stop = open("EURUSD", Side::Buy, "1");
     wrong_stop.stop_loss = Some(p("1.09"));
     let wrong_stop = submit(SignalAction::Open(wrong_stop));
@@ -128,10 +111,7 @@ async fn bad_signals_are_refused_whole_counted_and_reach_no_follower() {
     );
     let mut zero_price = open("EURUSD", Side::Buy, "1");
     zero_price.kind = OrderKind::Limit { price: Price::ZERO };
-    assert!(matches!(
-        submit(SignalAction::Open(zero_price)),
-        Err(SubmitError::Invalid(_))
-    ));
+    assert!(matches!(submit(SignalAction::Open(zero_price)), Err(SubmitError::Invalid(_))));
     let stranger = running.handle.submit(
         Origin::Source(SourceId::from_name("nobody")),
         SignalAction::Close { leader: LeaderRef(1) },
@@ -140,14 +120,8 @@ async fn bad_signals_are_refused_whole_counted_and_reach_no_follower() {
     );
     assert!(matches!(stranger, Err(SubmitError::UnknownOrigin(_))));
     // NaN and infinities never become prices in the first place.
-    assert_eq!(
-        Price::from_f64(f64::NAN).unwrap_err().to_string(),
-        "expected a finite number, got NaN"
-    );
-    assert_eq!(
-        Price::from_f64(f64::INFINITY).unwrap_err().to_string(),
-        "expected a finite number, got inf"
-    );
+    assert_eq!(Price::from_f64(f64::NAN).unwrap_err().to_string(), "expected a finite number, got NaN");
+    assert_eq!(Price::from_f64(f64::INFINITY).unwrap_err().to_string(), "expected a finite number, got inf");
 
     settle(&running).await;
     let stats = running.handle.stats();
@@ -170,17 +144,10 @@ async fn a_follower_that_leads_passes_copies_down_the_chain() {
         account("middle", 100_000, ""),
         account("bottom", 100_000, ""),
         link("top", "middle", "sizing = { mode = \"multiplier\", ratio = 0.5 }"),
-        link(
-            "middle",
-            "bottom",
-            "sizing = { mode = \"multiplier\", ratio = 0.5 }\nreverse = true"
-        )
+        link("middle", "bottom", "sizing = { mode = \"multiplier\", ratio = 0.5 }\nreverse = true")
     );
     let running = run(&text).await;
-    running
-        .broker
-        .manual_order("top", eurusd(), Side::Buy, q("2"), OrderKind::Market, None, None)
-        .unwrap();
+    running.broker.manual_order("top", eurusd(), Side::Buy, q("2"), OrderKind::Market, None, None).unwrap();
     settle(&running).await;
     assert_eq!(held(&running, "middle"), vec![(Side::Buy, q("1"))]);
     assert_eq!(held(&running, "bottom"), vec![(Side::Sell, q("0.5"))]);
@@ -203,10 +170,7 @@ async fn the_prototypes_three_percent_rule_flattens_the_master_and_every_followe
         link("f1", "chained", "")
     );
     let running = run(&text).await;
-    running
-        .broker
-        .manual_order("master", eurusd(), Side::Buy, q("2"), OrderKind::Market, None, None)
-        .unwrap();
+    running.broker.manual_order("master", eurusd(), Side::Buy, q("2"), OrderKind::Market, None, None).unwrap();
     settle(&running).await;
     for (name, qty) in [("f1", "2"), ("f2", "1"), ("chained", "2")] {
         assert_eq!(held(&running, name), vec![(Side::Buy, q(qty))], "{name}");
@@ -216,13 +180,7 @@ async fn the_prototypes_three_percent_rule_flattens_the_master_and_every_followe
     running.broker.set_price(&eurusd(), p("1.08359")).unwrap();
     settle(&running).await;
     assert_eq!(held(&running, "f1"), vec![(Side::Buy, q("2"))]);
-    assert!(
-        running
-            .accounts()
-            .await
-            .iter()
-            .all(|v| v.summary.mode == RiskMode::Normal)
-    );
+    assert!(running.accounts().await.iter().all(|v| v.summary.mode == RiskMode::Normal));
     // One tick more: equity 9,700, exactly 3 % below the day's high of 10,000.
     running.broker.set_price(&eurusd(), p("1.08358")).unwrap();
     settle(&running).await;
@@ -232,10 +190,7 @@ async fn the_prototypes_three_percent_rule_flattens_the_master_and_every_followe
     let views = running.accounts().await;
     assert!(views.iter().all(|v| v.summary.mode == RiskMode::Frozen), "{views:?}");
     // Frozen for the day: the master's next trade is not copied.
-    running
-        .broker
-        .manual_order("master", eurusd(), Side::Buy, q("1"), OrderKind::Market, None, None)
-        .unwrap();
+    running.broker.manual_order("master", eurusd(), Side::Buy, q("1"), OrderKind::Market, None, None).unwrap();
     settle(&running).await;
     assert!(held(&running, "f1").is_empty());
     running.stop().await;
@@ -254,16 +209,9 @@ async fn pending_orders_are_copied_triggered_and_cancelled() {
     let running = run(&text).await;
     let broker = &running.broker;
     let limit = OrderKind::Limit { price: p("1.08400") };
-    broker
-        .manual_order("leader", eurusd(), Side::Buy, q("1"), limit, None, None)
-        .unwrap();
+    broker.manual_order("leader", eurusd(), Side::Buy, q("1"), limit, None, None).unwrap();
     settle(&running).await;
-    let copies = running
-        .accounts()
-        .await
-        .into_iter()
-        .find(|v| v.name.as_ref() == "copies")
-        .unwrap();
+    let copies = running.accounts().await.into_iter().find(|v| v.name.as_ref() == "copies").unwrap();
     assert_eq!(copies.summary.live_orders, 1, "the limit is copied as a limit");
     assert!(held(&running, "waits").is_empty());
     // The market comes down to both limits: each fills at its own broker; the follower that
@@ -272,72 +220,62 @@ async fn pending_orders_are_copied_triggered_and_cancelled() {
     settle(&running).await;
     assert_eq!(held(&running, "copies"), vec![(Side::Buy, q("1"))]);
     assert_eq!(held(&running, "waits"), vec![(Side::Buy, q("1"))]);
-    assert_eq!(
-        running.broker.history("copies").unwrap().len(),
-        1,
-        "no second order for the leader's fill"
-    );
+    assert_eq!(running.broker.history("copies").unwrap().len(), 1, "no second order for the leader's fill");
     // A second limit is cancelled by the leader before it triggers: so is the copy.
     let order = broker
-        .manual_order(
-            "leader",
-            eurusd(),
-            Side::Sell,
-            q("1"),
-            OrderKind::Limit { price: p("1.09") },
-            None,
-            None,
-        )
+        .manual_order("leader", eurusd(), Side::Sell, q("1"), OrderKind::Limit { price: p("1.09") }, None, None)
         .unwrap();
     settle(&running).await;
     broker.manual_cancel("leader", order).unwrap();
     settle(&running).await;
-    let copies = running
-        .accounts()
-        .await
-        .into_iter()
-        .find(|v| v.name.as_ref() == "copies")
-        .unwrap();
+    let copies = running.accounts().await.into_iter().find(|v| v.name.as_ref() == "copies").unwrap();
     assert_eq!(copies.summary.live_orders, 0);
     running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_session_reconnects_and_copying_resumes() {
-    let text = format!(
-        "{}{}{}",
-        account("leader", 100_000, ""),
-        account("f", 100_000, ""),
-        link("leader", "f", "")
-    );
+    let text = format!("{}{}{}", account("leader", 100_000, ""), account("f", 100_000, ""), link("leader", "f", ""));
     let running = run(&text).await;
     running.broker.cut_session("f").unwrap();
-    let follower_connected = || async {
-        running
-            .accounts()
-            .await
-            .into_iter()
-            .find(|v| v.name.as_ref() == "f")
-            .unwrap()
-            .summary
-            .connected
-    };
+    let follower_connected =
+        || async { running.accounts().await.into_iter().find(|v| v.name.as_ref() == "f").unwrap().summary.connected };
     // The engine sees the drop, then reconnects (backing off from 200 ms).
     for wanted in [false, true] {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while follower_connected().await != wanted {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the follower never became connected = {wanted}"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "the follower never became connected = {wanted}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    running
-        .broker
-        .manual_order("leader", eurusd(), Side::Sell, q("0.7"), OrderKind::Market, None, None)
-        .unwrap();
+    running.broker.manual_order("leader", eurusd(), Side::Sell, q("0.7"), OrderKind::Market, None, None).unwrap();
     settle(&running).await;
     assert_eq!(held(&running, "f"), vec![(Side::Sell, q("0.7"))]);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_netting_follower_tracks_opposite_leader_positions_through_a_flip() {
+    let netting = "\n[[accounts]]\nname = \"net\"\nplatform = \"sim\"\nmode = \"netting\"\nbalance = 100000\n";
+    let text = format!("{}{netting}{}", account("leader", 100_000, ""), link("leader", "net", ""));
+    let running = run(&text).await;
+    let broker = &running.broker;
+    broker.manual_order("leader", eurusd(), Side::Buy, q("2"), OrderKind::Market, None, None).unwrap();
+    settle(&running).await;
+    broker.manual_order("leader", eurusd(), Side::Sell, q("3"), OrderKind::Market, None, None).unwrap();
+    settle(&running).await;
+    // Leader: long 2 and short 3 (hedging). Follower: net short 1.
+    assert_eq!(held(&running, "net"), vec![(Side::Sell, q("1"))]);
+    let leader = broker.positions("leader").unwrap();
+    let long = leader.iter().find(|p| p.side == Side::Buy).unwrap();
+    broker.manual_close("leader", long.id, long.qty).unwrap();
+    settle(&running).await;
+    assert_eq!(held(&running, "net"), vec![(Side::Sell, q("3"))], "closing the long copy sells 2 more");
+    let short = broker.positions("leader").unwrap()[0];
+    broker.manual_close("leader", short.id, short.qty).unwrap();
+    settle(&running).await;
+    assert!(held(&running, "net").is_empty());
+    let stats = running.handle.stats();
+    assert_eq!(stats.skipped(mirror_model::SkipCategory::NoCopy), 0, "every close found its copy");
     running.stop().await;
 }

@@ -42,11 +42,7 @@ pub struct ConformanceTarget {
 impl ConformanceTarget {
     /// A target with default waits (5 s for events, 300 ms of quiet).
     pub fn new(symbol: Symbol) -> Self {
-        Self {
-            symbol,
-            event_timeout: Duration::from_secs(5),
-            quiet_period: Duration::from_millis(300),
-        }
+        Self { symbol, event_timeout: Duration::from_secs(5), quiet_period: Duration::from_millis(300) }
     }
 }
 
@@ -96,10 +92,7 @@ pub const CHECKS: [&str; 14] = [
 ];
 
 fn fail(check: &'static str, detail: impl Into<String>) -> ConformanceFailure {
-    ConformanceFailure {
-        check,
-        detail: detail.into(),
-    }
+    ConformanceFailure { check, detail: detail.into() }
 }
 
 fn call<T>(check: &'static str, what: &str, result: Result<T, ConnectorError>) -> Result<T, ConformanceFailure> {
@@ -110,15 +103,22 @@ fn call<T>(check: &'static str, what: &str, result: Result<T, ConnectorError>) -
 /// still found.
 struct Watch {
     stream: EventStream,
-    seen: Vec<ConnectorEvent>,
+    /// Events seen and not yet consumed, with their arrival number.
+    seen: Vec<(u64, ConnectorEvent)>,
+    arrived: u64,
     timeout: Duration,
 }
 
 impl Watch {
     fn drain(&mut self) {
         while let Ok(event) = self.stream.try_recv() {
-            self.seen.push(event);
+            self.push(event);
         }
+    }
+
+    fn push(&mut self, event: ConnectorEvent) {
+        self.arrived += 1;
+        self.seen.push((self.arrived, event));
     }
 
     /// Waits for (and consumes) the first event matching `wanted`.
@@ -128,44 +128,52 @@ impl Watch {
         what: &str,
         wanted: impl Fn(&ConnectorEvent) -> bool,
     ) -> Result<ConnectorEvent, ConformanceFailure> {
+        self.expect_numbered(check, what, wanted).await.map(|(_, event)| event)
+    }
+
+    /// Like [`Watch::expect`], with the event's arrival number.
+    async fn expect_numbered(
+        &mut self,
+        check: &'static str,
+        what: &str,
+        wanted: impl Fn(&ConnectorEvent) -> bool,
+    ) -> Result<(u64, ConnectorEvent), ConformanceFailure> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             self.drain();
-            if let Some(index) = self.seen.iter().position(&wanted) {
+            if let Some(index) = self.seen.iter().position(|(_, event)| wanted(event)) {
                 return Ok(self.seen.remove(index));
             }
             match tokio::time::timeout_at(deadline, self.stream.recv_async()).await {
-                Ok(Ok(event)) => self.seen.push(event),
+                Ok(Ok(event)) => self.push(event),
                 Ok(Err(_)) => {
                     return Err(fail(check, format!("event stream closed while waiting for {what}")));
                 }
                 Err(_) => {
-                    let recent: Vec<String> = self.seen.iter().rev().take(5).map(|e| format!("{e:?}")).collect();
+                    let recent: Vec<String> = self.seen.iter().rev().take(5).map(|(_, e)| format!("{e:?}")).collect();
                     return Err(fail(
                         check,
-                        format!(
-                            "no {what} within {:?}; latest events: {}",
-                            self.timeout,
-                            recent.join("; ")
-                        ),
+                        format!("no {what} within {:?}; latest events: {}", self.timeout, recent.join("; ")),
                     ));
                 }
             }
         }
     }
 
-    /// Waits for fills of `client_id` adding up to `qty`; returns the position they touched.
+    /// Waits for fills of `client_id` adding up to `qty`; returns the position they touched
+    /// and the arrival number of the first fill.
     async fn expect_filled(
         &mut self,
         check: &'static str,
         client_id: ClientOrderId,
         qty: Qty,
-    ) -> Result<PositionId, ConformanceFailure> {
+    ) -> Result<(PositionId, u64), ConformanceFailure> {
         let mut filled = Qty::ZERO;
         let mut position = None;
+        let mut first = u64::MAX;
         while filled < qty {
-            let event = self
-                .expect(check, &format!("fill of {client_id}"), |event| {
+            let (number, event) = self
+                .expect_numbered(check, &format!("fill of {client_id}"), |event| {
                     matches!(event, ConnectorEvent::Order(report)
                         if report.client_id == Some(client_id) && matches!(report.kind, OrderReportKind::Filled(_)))
                 })
@@ -174,22 +182,17 @@ impl Watch {
                 && let OrderReportKind::Filled(fill) = report.kind
             {
                 if !fill.price.is_positive() {
-                    return Err(fail(
-                        check,
-                        format!("fill of {client_id} at non-positive price {}", fill.price),
-                    ));
+                    return Err(fail(check, format!("fill of {client_id} at non-positive price {}", fill.price)));
                 }
                 filled += fill.qty;
                 position = Some(fill.position);
+                first = first.min(number);
             }
         }
         if filled != qty {
-            return Err(fail(
-                check,
-                format!("{client_id} filled {filled}, more than the {qty} ordered"),
-            ));
+            return Err(fail(check, format!("{client_id} filled {filled}, more than the {qty} ordered")));
         }
-        Ok(position.expect("at least one fill"))
+        Ok((position.expect("at least one fill"), first))
     }
 
     /// Fails if a fill of `client_id` arrives within `quiet`.
@@ -201,7 +204,7 @@ impl Watch {
     ) -> Result<(), ConformanceFailure> {
         tokio::time::sleep(quiet).await;
         self.drain();
-        let duplicate = self.seen.iter().any(|event| {
+        let duplicate = self.seen.iter().any(|(_, event)| {
             matches!(event, ConnectorEvent::Order(report)
                 if report.client_id == Some(client_id) && matches!(report.kind, OrderReportKind::Filled(_)))
         });
@@ -220,14 +223,8 @@ struct Ids {
 impl Ids {
     /// Client ids unique to this run (a real broker remembers ids across runs).
     fn new() -> Self {
-        let micros = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros())
-            .unwrap_or(0);
-        Self {
-            base: u64::try_from(micros).unwrap_or(u64::MAX / 2),
-            next: 0,
-        }
+        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+        Self { base: u64::try_from(micros).unwrap_or(u64::MAX / 2), next: 0 }
     }
 
     fn next(&mut self) -> ClientOrderId {
@@ -246,11 +243,7 @@ pub async fn run(
     target: &ConformanceTarget,
 ) -> Result<ConformanceReport, ConformanceFailure> {
     let mut report = ConformanceReport::default();
-    let mut watch = Watch {
-        stream: connector.events(),
-        seen: Vec::new(),
-        timeout: target.event_timeout,
-    };
+    let mut watch = Watch { stream: connector.events(), seen: Vec::new(), arrived: 0, timeout: target.event_timeout };
     let mut ids = Ids::new();
 
     let check = "connect";
@@ -266,40 +259,20 @@ pub async fn run(
     for spec in &instruments {
         spec.validate().map_err(|error| fail(check, error.to_string()))?;
     }
-    let spec = *instruments
-        .iter()
-        .find(|spec| spec.symbol == target.symbol)
-        .ok_or_else(|| {
-            fail(
-                check,
-                format!(
-                    "{} is not among the {} instruments listed",
-                    target.symbol,
-                    instruments.len()
-                ),
-            )
-        })?;
+    let spec = *instruments.iter().find(|spec| spec.symbol == target.symbol).ok_or_else(|| {
+        fail(check, format!("{} is not among the {} instruments listed", target.symbol, instruments.len()))
+    })?;
     report.passed.push(check);
 
     let check = "account";
     let account = call(check, "account", connector.account().await)?;
     if !account.balance.is_positive() || !account.equity.is_positive() {
-        return Err(fail(
-            check,
-            format!(
-                "balance {} and equity {} must be positive",
-                account.balance, account.equity
-            ),
-        ));
+        return Err(fail(check, format!("balance {} and equity {} must be positive", account.balance, account.equity)));
     }
     report.passed.push(check);
 
     let check = "quotes";
-    call(
-        check,
-        "subscribe_quotes",
-        connector.subscribe_quotes(&[target.symbol]).await,
-    )?;
+    call(check, "subscribe_quotes", connector.subscribe_quotes(&[target.symbol]).await)?;
     let event = watch
         .expect(
             check,
@@ -307,9 +280,7 @@ pub async fn run(
             |event| matches!(event, ConnectorEvent::Quote(quote) if quote.symbol == target.symbol),
         )
         .await?;
-    let ConnectorEvent::Quote(Quote { bid, ask, .. }) = event else {
-        unreachable!("matched a quote")
-    };
+    let ConnectorEvent::Quote(Quote { bid, ask, .. }) = event else { unreachable!("matched a quote") };
     if !bid.is_positive() || ask < bid {
         return Err(fail(check, format!("quote bid {bid} ask {ask} is not a market")));
     }
@@ -317,11 +288,7 @@ pub async fn run(
 
     let check = "market order fills";
     let two_minimums = spec.min_qty + spec.min_qty;
-    let qty = if two_minimums <= spec.max_qty {
-        two_minimums
-    } else {
-        spec.min_qty
-    };
+    let qty = if two_minimums <= spec.max_qty { two_minimums } else { spec.min_qty };
     let open_id = ids.next();
     let open = OrderRequest {
         client_id: open_id,
@@ -335,14 +302,17 @@ pub async fn run(
         intent: OrderIntent::Open,
     };
     let ack = call(check, "place", connector.place(&open).await)?;
-    let position_id = watch.expect_filled(check, open_id, qty).await?;
-    watch
-        .expect(check, "position opened event", |event| {
+    let (position_id, fill_number) = watch.expect_filled(check, open_id, qty).await?;
+    let (opened_number, _) = watch
+        .expect_numbered(check, "position opened event", |event| {
             matches!(event, ConnectorEvent::Position(effect)
                 if effect.position.id == position_id
                     && matches!(effect.change, PositionChange::Opened | PositionChange::Increased { .. }))
         })
         .await?;
+    if opened_number < fill_number {
+        return Err(fail(check, "the position change came before the execution that caused it"));
+    }
     report.passed.push(check);
 
     let check = "resend is idempotent";
@@ -351,10 +321,7 @@ pub async fn run(
         Ok(again) => {
             return Err(fail(
                 check,
-                format!(
-                    "resending {open_id} created order {:?} beside {:?}",
-                    again.broker_id, ack.broker_id
-                ),
+                format!("resending {open_id} created order {:?} beside {:?}", again.broker_id, ack.broker_id),
             ));
         }
         Err(ConnectorError::Rejected(reason)) if reason.code == RejectCode::DuplicateClientId => {}
@@ -367,17 +334,12 @@ pub async fn run(
 
     let check = "positions are listed";
     let positions = call(check, "open_positions", connector.open_positions().await)?;
-    let position = positions.iter().find(|p| p.id == position_id).ok_or_else(|| {
-        fail(
-            check,
-            format!("{position_id} is not among the open positions {positions:?}"),
-        )
-    })?;
+    let position = positions
+        .iter()
+        .find(|p| p.id == position_id)
+        .ok_or_else(|| fail(check, format!("{position_id} is not among the open positions {positions:?}")))?;
     if position.side != Side::Buy || position.qty != qty || position.symbol != spec.symbol {
-        return Err(fail(
-            check,
-            format!("expected a {qty} {} buy, the broker lists {position:?}", spec.symbol),
-        ));
+        return Err(fail(check, format!("expected a {qty} {} buy, the broker lists {position:?}", spec.symbol)));
     }
     report.passed.push(check);
 
@@ -400,10 +362,7 @@ pub async fn run(
     let positions = call(check, "open_positions", connector.open_positions().await)?;
     let listed = positions.iter().find(|p| p.id == position_id);
     if listed.map(|p| (p.stop_loss, p.take_profit)) != Some((Some(stop_loss), Some(take_profit))) {
-        return Err(fail(
-            check,
-            format!("expected sl {stop_loss} tp {take_profit}, the broker lists {listed:?}"),
-        ));
+        return Err(fail(check, format!("expected sl {stop_loss} tp {take_profit}, the broker lists {listed:?}")));
     }
     report.passed.push(check);
 
@@ -411,34 +370,22 @@ pub async fn run(
     let mut remaining = qty;
     if qty > spec.min_qty {
         let partial_id = ids.next();
-        let partial = CloseRequest {
-            client_id: partial_id,
-            position: position_id,
-            symbol: spec.symbol,
-            qty: spec.min_qty,
-        };
+        let partial =
+            CloseRequest { client_id: partial_id, position: position_id, symbol: spec.symbol, qty: spec.min_qty };
         call(check, "close", connector.close(&partial).await)?;
         watch.expect_filled(check, partial_id, spec.min_qty).await?;
         remaining = qty - spec.min_qty;
         let positions = call(check, "open_positions", connector.open_positions().await)?;
         let listed = positions.iter().find(|p| p.id == position_id).map(|p| p.qty);
         if listed != Some(remaining) {
-            return Err(fail(
-                check,
-                format!("expected {remaining} left open, the broker lists {listed:?}"),
-            ));
+            return Err(fail(check, format!("expected {remaining} left open, the broker lists {listed:?}")));
         }
     }
     report.passed.push(check);
 
     let check = "close";
     let close_id = ids.next();
-    let close = CloseRequest {
-        client_id: close_id,
-        position: position_id,
-        symbol: spec.symbol,
-        qty: remaining,
-    };
+    let close = CloseRequest { client_id: close_id, position: position_id, symbol: spec.symbol, qty: remaining };
     call(check, "close", connector.close(&close).await)?;
     watch.expect_filled(check, close_id, remaining).await?;
     watch
@@ -458,27 +405,16 @@ pub async fn run(
     let limit_id = ids.next();
     let limit = OrderRequest {
         client_id: limit_id,
-        kind: OrderKind::Limit {
-            price: spec.round_price(far_below, Rounding::Down).max(spec.tick_size),
-        },
+        kind: OrderKind::Limit { price: spec.round_price(far_below, Rounding::Down).max(spec.tick_size) },
         qty: spec.min_qty,
         ..open
     };
     let limit_ack = call(check, "place limit", connector.place(&limit).await)?;
     let orders = call(check, "open_orders", connector.open_orders().await)?;
-    if !orders
-        .iter()
-        .any(|o| o.client_id == Some(limit_id) || o.broker_id == limit_ack.broker_id)
-    {
-        return Err(fail(
-            check,
-            format!("the resting limit {limit_id} is not among the open orders {orders:?}"),
-        ));
+    if !orders.iter().any(|o| o.client_id == Some(limit_id) || o.broker_id == limit_ack.broker_id) {
+        return Err(fail(check, format!("the resting limit {limit_id} is not among the open orders {orders:?}")));
     }
-    let cancel = CancelRequest {
-        client_id: limit_id,
-        broker_id: Some(limit_ack.broker_id),
-    };
+    let cancel = CancelRequest { client_id: limit_id, broker_id: Some(limit_ack.broker_id) };
     call(check, "cancel", connector.cancel(&cancel).await)?;
     watch
         .expect(check, "cancelled report", |event| {
@@ -507,11 +443,7 @@ pub async fn run(
         if bad_qty.raw() % spec.lot_step.raw() == 0 && bad_qty.is_positive() && bad_qty <= spec.max_qty {
             continue;
         }
-        let bad = OrderRequest {
-            client_id: ids.next(),
-            qty: bad_qty,
-            ..open
-        };
+        let bad = OrderRequest { client_id: ids.next(), qty: bad_qty, ..open };
         expect_refusal(check, connector.place(&bad).await, RejectCode::InvalidQty)?;
     }
     let positions = call(check, "open_positions", connector.open_positions().await)?;
@@ -521,10 +453,7 @@ pub async fn run(
     report.passed.push(check);
 
     let check = "unknown cancel is refused";
-    let ghost = CancelRequest {
-        client_id: ids.next(),
-        broker_id: None,
-    };
+    let ghost = CancelRequest { client_id: ids.next(), broker_id: None };
     match connector.cancel(&ghost).await {
         Err(ConnectorError::Rejected(reason)) if reason.code == RejectCode::NotFound => {}
         other => {

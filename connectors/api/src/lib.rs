@@ -18,6 +18,8 @@
 //!   (including the user's own trades, which is how leader accounts are followed), balance
 //!   and equity, quotes and connection changes. The channel is bounded: quotes may be dropped
 //!   when it is full, nothing else is.
+//! - An execution report comes before the position change it causes: the engine tells its
+//!   own executions from the broker's (a stop hit, a close by hand) by that order.
 //! - Every network wait inside a connector has a timeout.
 
 #![warn(missing_docs)]

@@ -156,10 +156,7 @@ pub struct RejectReason {
 impl RejectReason {
     /// A reason with a code and a message.
     pub fn new(code: RejectCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 }
 

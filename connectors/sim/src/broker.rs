@@ -94,9 +94,7 @@ pub struct SimBroker {
 
 impl std::fmt::Debug for SimBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimBroker")
-            .field("config", &self.shared.config)
-            .finish_non_exhaustive()
+        f.debug_struct("SimBroker").field("config", &self.shared.config).finish_non_exhaustive()
     }
 }
 
@@ -186,10 +184,7 @@ pub(crate) struct Followup {
 }
 
 fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 fn refuse(code: RejectCode, message: impl Into<String>) -> ConnectorError {
@@ -239,11 +234,7 @@ impl Account {
     }
 
     fn snapshot(&self, markets: &BTreeMap<Symbol, Market>) -> AccountSnapshot {
-        AccountSnapshot {
-            balance: self.balance,
-            equity: self.equity(markets),
-            margin_used: Money::ZERO,
-        }
+        AccountSnapshot { balance: self.balance, equity: self.equity(markets), margin_used: Money::ZERO }
     }
 
     fn emit_account(&mut self, markets: &BTreeMap<Symbol, Market>, stats: &mut SimStats) {
@@ -314,11 +305,7 @@ fn execute(
             broker_id: execution.broker_id,
             symbol: execution.spec.symbol,
             side: execution.side,
-            kind: OrderReportKind::Filled(Fill {
-                qty,
-                price: execution.price,
-                position: effect.position.id,
-            }),
+            kind: OrderReportKind::Filled(Fill { qty, price: execution.price, position: effect.position.id }),
             time_unix_ms,
         };
         account.emit(ConnectorEvent::Order(report), stats);
@@ -436,12 +423,7 @@ impl SimBroker {
             next_id: 1_000,
             stats: SimStats::default(),
         };
-        Self {
-            shared: Arc::new(Shared {
-                config,
-                state: Mutex::new(state),
-            }),
-        }
+        Self { shared: Arc::new(Shared { config, state: Mutex::new(state) }) }
     }
 
     /// The broker's settings.
@@ -452,10 +434,7 @@ impl SimBroker {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves nothing half-written that matters more than
         // stopping the simulation, so a poisoned lock is taken over.
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Opens an account.
@@ -475,10 +454,10 @@ impl SimBroker {
                     ),
                 });
             }
-            instrument.spec.validate().map_err(|error| SimError::BadInstrument {
-                account: config.name.clone(),
-                detail: error.to_string(),
-            })?;
+            instrument
+                .spec
+                .validate()
+                .map_err(|error| SimError::BadInstrument { account: config.name.clone(), detail: error.to_string() })?;
             instruments.insert(instrument.spec.symbol, instrument);
         }
         let capacity = self.shared.config.event_capacity.max(16);
@@ -524,30 +503,21 @@ impl SimBroker {
     /// The open positions of an account (for tests and the demo's summary).
     pub fn positions(&self, account: &str) -> Result<Vec<Position>, SimError> {
         let state = self.lock();
-        let account = state
-            .accounts
-            .get(account)
-            .ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
+        let account = state.accounts.get(account).ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
         Ok(account.book.positions().copied().collect())
     }
 
     /// The account's executions, oldest first.
     pub fn history(&self, account: &str) -> Result<Vec<SimExecution>, SimError> {
         let state = self.lock();
-        let account = state
-            .accounts
-            .get(account)
-            .ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
+        let account = state.accounts.get(account).ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
         Ok(account.history.iter().copied().collect())
     }
 
     /// Balance and equity of an account.
     pub fn account_snapshot(&self, account: &str) -> Result<AccountSnapshot, SimError> {
         let state = self.lock();
-        let found = state
-            .accounts
-            .get(account)
-            .ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
+        let found = state.accounts.get(account).ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
         Ok(found.snapshot(&state.markets))
     }
 
@@ -557,12 +527,7 @@ impl SimBroker {
         f: impl FnOnce(&mut Account, &BTreeMap<Symbol, Market>, &mut SimStats) -> Result<T, ConnectorError>,
     ) -> Result<T, ConnectorError> {
         let mut state = self.lock();
-        let State {
-            accounts,
-            markets,
-            stats,
-            ..
-        } = &mut *state;
+        let State { accounts, markets, stats, .. } = &mut *state;
         let account = accounts
             .get_mut(name)
             .ok_or_else(|| ConnectorError::Protocol(format!("the simulated broker has no account `{name}`")))?;
@@ -571,10 +536,7 @@ impl SimBroker {
 
     pub(crate) fn events(&self, account: &str) -> Result<flume::Receiver<ConnectorEvent>, SimError> {
         let state = self.lock();
-        let found = state
-            .accounts
-            .get(account)
-            .ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
+        let found = state.accounts.get(account).ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
         Ok(found.rx.clone())
     }
 
@@ -588,9 +550,7 @@ impl SimBroker {
                 account.emit(ConnectorEvent::Connection(ConnectionState::Connected), stats);
             } else {
                 account.emit(
-                    ConnectorEvent::Connection(ConnectionState::Disconnected {
-                        reason: reason.to_owned(),
-                    }),
+                    ConnectorEvent::Connection(ConnectionState::Disconnected { reason: reason.to_owned() }),
                     stats,
                 );
                 account.connected = false;
@@ -607,9 +567,7 @@ impl SimBroker {
     pub fn cut_session(&self, account: &str) -> Result<(), SimError> {
         let mut state = self.lock();
         let State { accounts, stats, .. } = &mut *state;
-        let found = accounts
-            .get_mut(account)
-            .ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
+        let found = accounts.get_mut(account).ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
         found.emit(
             ConnectorEvent::Connection(ConnectionState::Reconnecting {
                 reason: "simulated network failure".to_owned(),
@@ -625,9 +583,7 @@ impl SimBroker {
     }
 
     pub(crate) fn instruments(&self, account: &str) -> Result<Vec<InstrumentSpec>, ConnectorError> {
-        self.with_account(account, |account, _, _| {
-            Ok(account.instruments.values().map(|i| i.spec).collect())
-        })
+        self.with_account(account, |account, _, _| Ok(account.instruments.values().map(|i| i.spec).collect()))
     }
 
     pub(crate) fn snapshot(&self, account: &str) -> Result<AccountSnapshot, ConnectorError> {
@@ -635,9 +591,7 @@ impl SimBroker {
     }
 
     pub(crate) fn working_orders(&self, account: &str) -> Result<Vec<WorkingOrder>, ConnectorError> {
-        self.with_account(account, |account, _, _| {
-            Ok(account.working.values().map(Working::listed).collect())
-        })
+        self.with_account(account, |account, _, _| Ok(account.working.values().map(Working::listed).collect()))
     }
 
     pub(crate) fn open_positions(&self, account: &str) -> Result<Vec<Position>, ConnectorError> {
@@ -653,12 +607,8 @@ impl SimBroker {
                     .ok_or_else(|| refuse(RejectCode::UnknownSymbol, format!("no symbol {symbol}")))?;
                 account.subscriptions.insert(*symbol);
                 if let Some(market) = markets.get(&instrument.feed) {
-                    let quote = Quote {
-                        symbol: *symbol,
-                        bid: market.bid,
-                        ask: market.ask(),
-                        time_unix_ms: now_unix_ms(),
-                    };
+                    let quote =
+                        Quote { symbol: *symbol, bid: market.bid, ask: market.ask(), time_unix_ms: now_unix_ms() };
                     account.emit(ConnectorEvent::Quote(quote), stats);
                 }
             }
@@ -684,12 +634,8 @@ impl SimBroker {
     ) -> Result<(PlaceAck, Option<Followup>), ConnectorError> {
         if let OrderIntent::Close { position } = request.intent {
             // A closing order is a close of that position, whatever the account's mode.
-            let close = CloseRequest {
-                client_id: request.client_id,
-                position,
-                symbol: request.symbol,
-                qty: request.qty,
-            };
+            let close =
+                CloseRequest { client_id: request.client_id, position, symbol: request.symbol, qty: request.qty };
             return self.close(account_name, &close, by_hand).map(|ack| (ack, None));
         }
         let config = &self.shared.config;
@@ -711,10 +657,7 @@ impl SimBroker {
         }
         let Some(instrument) = account.instruments.get(&request.symbol).copied() else {
             state.stats.rejects += 1;
-            return Err(refuse(
-                RejectCode::UnknownSymbol,
-                format!("no symbol {}", request.symbol),
-            ));
+            return Err(refuse(RejectCode::UnknownSymbol, format!("no symbol {}", request.symbol)));
         };
         let spec = instrument.spec;
         if !spec.qty_is_tradable(request.qty) {
@@ -750,10 +693,7 @@ impl SimBroker {
         }
         if !by_hand && state.chance(config.reject_probability) {
             state.stats.rejects += 1;
-            return Err(refuse(
-                RejectCode::Other,
-                "simulated broker reject (reject_probability)",
-            ));
+            return Err(refuse(RejectCode::Other, "simulated broker reject (reject_probability)"));
         }
         let broker_id = BrokerOrderId(state.next_id());
         let position = PositionId(state.next_id());
@@ -823,11 +763,7 @@ fn fill_market(
     let spec = instrument.spec;
     let steps = working.qty.raw() / spec.lot_step.raw();
     let split = may_split && steps >= 2 && state.chance(config.partial_fill_probability);
-    let first = if split {
-        Qty::from_raw(state.rng.random_range(1..steps) * spec.lot_step.raw())
-    } else {
-        working.qty
-    };
+    let first = if split { Qty::from_raw(state.rng.random_range(1..steps) * spec.lot_step.raw()) } else { working.qty };
     let tick = state.markets[&instrument.feed].tick;
     let slippage = state.slippage(config, tick, working.side);
     let price = market_price(&state.markets[&instrument.feed], working.side, slippage);
@@ -848,18 +784,8 @@ fn fill_market(
     if first == working.qty {
         return Ok(None);
     }
-    account.working.insert(
-        working.broker_id,
-        Working {
-            filled: first,
-            ..working
-        },
-    );
-    Ok(Some(Followup {
-        account: account_name.to_owned(),
-        order: working.broker_id,
-        delay,
-    }))
+    account.working.insert(working.broker_id, Working { filled: first, ..working });
+    Ok(Some(Followup { account: account_name.to_owned(), order: working.broker_id, delay }))
 }
 
 impl SimBroker {
@@ -920,10 +846,7 @@ impl SimBroker {
         }
         let Some(position) = account.book.get(request.position).copied() else {
             state.stats.rejects += 1;
-            return Err(refuse(
-                RejectCode::NotFound,
-                format!("no open position {}", request.position),
-            ));
+            return Err(refuse(RejectCode::NotFound, format!("no open position {}", request.position)));
         };
         let instrument = account.instruments[&position.symbol];
         let spec = instrument.spec;
@@ -935,10 +858,7 @@ impl SimBroker {
             state.stats.rejects += 1;
             return Err(refuse(
                 RejectCode::InvalidQty,
-                format!(
-                    "cannot close {} of {} open on position {}",
-                    request.qty, position.qty, position.id
-                ),
+                format!("cannot close {} of {} open on position {}", request.qty, position.qty, position.id),
             ));
         }
         let broker_id = BrokerOrderId(state.next_id());
@@ -982,10 +902,7 @@ impl SimBroker {
             return Err(ConnectorError::NotConnected);
         }
         let Some(position) = account.book.get(request.position).copied() else {
-            return Err(refuse(
-                RejectCode::NotFound,
-                format!("no open position {}", request.position),
-            ));
+            return Err(refuse(RejectCode::NotFound, format!("no open position {}", request.position)));
         };
         let instrument = account.instruments[&position.symbol];
         let market = &state.markets[&instrument.feed];
@@ -997,13 +914,7 @@ impl SimBroker {
                 ));
             }
         }
-        check_stops(
-            position.side,
-            market.bid,
-            market.ask(),
-            request.stop_loss,
-            request.take_profit,
-        )?;
+        check_stops(position.side, market.bid, market.ask(), request.stop_loss, request.take_profit)?;
         let effect = account
             .book
             .set_protection(request.position, request.stop_loss, request.take_profit)
@@ -1033,10 +944,7 @@ impl SimBroker {
             .find(|w| Some(w.broker_id) == request.broker_id || (!by_hand && w.client_id == Some(request.client_id)))
             .map(|w| w.broker_id);
         let Some(broker_id) = found else {
-            return Err(refuse(
-                RejectCode::NotFound,
-                format!("no working order {}", request.client_id),
-            ));
+            return Err(refuse(RejectCode::NotFound, format!("no working order {}", request.client_id)));
         };
         let working = account.working.remove(&broker_id).expect("found above");
         let report = OrderReport {
@@ -1088,12 +996,8 @@ impl SimBroker {
         let names: Vec<String> = state.accounts.keys().cloned().collect();
         for name in names {
             let account = state.accounts.get_mut(&name).expect("listed above");
-            let touched: Vec<SimInstrument> = account
-                .instruments
-                .values()
-                .filter(|i| moved.contains(&i.feed))
-                .copied()
-                .collect();
+            let touched: Vec<SimInstrument> =
+                account.instruments.values().filter(|i| moved.contains(&i.feed)).copied().collect();
             if touched.is_empty() {
                 continue;
             }
@@ -1101,12 +1005,8 @@ impl SimBroker {
             for instrument in &touched {
                 if account.subscriptions.contains(&instrument.spec.symbol) {
                     let market = &state.markets[&instrument.feed];
-                    let quote = Quote {
-                        symbol: instrument.spec.symbol,
-                        bid: market.bid,
-                        ask: market.ask(),
-                        time_unix_ms,
-                    };
+                    let quote =
+                        Quote { symbol: instrument.spec.symbol, bid: market.bid, ask: market.ask(), time_unix_ms };
                     account.emit(ConnectorEvent::Quote(quote), &mut state.stats);
                 }
             }
@@ -1170,12 +1070,8 @@ impl SimBroker {
                     Side::Buy => (market.bid, 1),
                     Side::Sell => (market.ask(), -1),
                 };
-                let stop_hit = position
-                    .stop_loss
-                    .is_some_and(|sl| (close_at.raw() - sl.raw()) * sign <= 0);
-                let target_hit = position
-                    .take_profit
-                    .is_some_and(|tp| (close_at.raw() - tp.raw()) * sign >= 0);
+                let stop_hit = position.stop_loss.is_some_and(|sl| (close_at.raw() - sl.raw()) * sign <= 0);
+                let target_hit = position.take_profit.is_some_and(|tp| (close_at.raw() - tp.raw()) * sign >= 0);
                 (stop_hit || target_hit).then_some((*position, close_at, *instrument))
             })
             .collect();
@@ -1269,16 +1165,7 @@ impl SimBroker {
         let symbol = self
             .with_account(account, |a, _, _| Ok(a.book.get(position).map(|p| p.symbol)))?
             .ok_or_else(|| refuse(RejectCode::NotFound, format!("no open position {position}")))?;
-        self.modify(
-            account,
-            &ModifyRequest {
-                position,
-                symbol,
-                stop_loss,
-                take_profit,
-            },
-            true,
-        )
+        self.modify(account, &ModifyRequest { position, symbol, stop_loss, take_profit }, true)
     }
 
     /// The user cancels a pending order by hand.

@@ -21,11 +21,7 @@ impl SimConnector {
     /// A connector for `account` of `broker`.
     pub fn new(broker: SimBroker, account: &str) -> Result<Self, SimError> {
         let events = broker.events(account)?;
-        Ok(Self {
-            broker,
-            account: account.to_owned(),
-            events,
-        })
+        Ok(Self { broker, account: account.to_owned(), events })
     }
 
     /// The account's name at the broker.
@@ -34,11 +30,7 @@ impl SimConnector {
     }
 
     fn ensure_connected(&self) -> Result<(), ConnectorError> {
-        if self.broker.is_connected(&self.account) {
-            Ok(())
-        } else {
-            Err(ConnectorError::NotConnected)
-        }
+        if self.broker.is_connected(&self.account) { Ok(()) } else { Err(ConnectorError::NotConnected) }
     }
 
     /// Waits the simulated network and broker latency.
@@ -60,18 +52,12 @@ impl Connector for SimConnector {
         self.latency().await;
         self.broker.set_connected(&self.account, true, "")?;
         let (currency, mode) = self.broker.session_info(&self.account)?;
-        Ok(SessionInfo {
-            broker_account: self.account.clone(),
-            currency,
-            mode,
-        })
+        Ok(SessionInfo { broker_account: self.account.clone(), currency, mode })
     }
 
     async fn disconnect(&self) {
         // Unknown accounts cannot be constructed, so this cannot fail.
-        let _ = self
-            .broker
-            .set_connected(&self.account, false, "disconnected by the client");
+        let _ = self.broker.set_connected(&self.account, false, "disconnected by the client");
     }
 
     fn events(&self) -> EventStream {

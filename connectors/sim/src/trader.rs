@@ -45,9 +45,8 @@ fn trade_once(
         let symbol = config.symbols[rng.random_range(0..config.symbols.len())];
         let qty = config.quantities[rng.random_range(0..config.quantities.len())];
         let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
-        let instrument = broker
-            .instrument(account, &symbol)
-            .ok_or_else(|| format!("{account} does not trade {symbol}"))?;
+        let instrument =
+            broker.instrument(account, &symbol).ok_or_else(|| format!("{account} does not trade {symbol}"))?;
         let (bid, ask) = broker.quote(&instrument.feed).ok_or("no market")?;
         let entry = if side == Side::Buy { ask } else { bid };
         let tick = instrument.spec.tick_size.raw();
@@ -71,13 +70,9 @@ fn trade_once(
             let (bid, ask) = broker.quote(&instrument.feed).ok_or("no market")?;
             let mark = if position.side == Side::Buy { bid } else { ask };
             let distance = i64::from(config.stop_ticks) * spec.tick_size.raw();
-            let stop = spec.round_price(
-                Price::from_raw(mark.raw() - position.side.sign() * distance),
-                Rounding::Nearest,
-            );
-            broker
-                .manual_modify(account, position.id, Some(stop), position.take_profit)
-                .map_err(|e| e.to_string())
+            let stop =
+                spec.round_price(Price::from_raw(mark.raw() - position.side.sign() * distance), Rounding::Nearest);
+            broker.manual_modify(account, position.id, Some(stop), position.take_profit).map_err(|e| e.to_string())
         }
         3..=5 => {
             // Close half (in whole lot steps), or everything when half would leave or
@@ -89,17 +84,11 @@ fn trade_once(
                 || remaining < spec.min_qty.raw()
                 || close_steps * spec.lot_step.raw() < spec.min_qty.raw()
             {
-                return broker
-                    .manual_close(account, position.id, position.qty)
-                    .map_err(|e| e.to_string());
+                return broker.manual_close(account, position.id, position.qty).map_err(|e| e.to_string());
             }
             let qty = mirror_model::Qty::from_raw(close_steps * spec.lot_step.raw());
-            broker
-                .manual_close(account, position.id, qty)
-                .map_err(|e| e.to_string())
+            broker.manual_close(account, position.id, qty).map_err(|e| e.to_string())
         }
-        _ => broker
-            .manual_close(account, position.id, position.qty)
-            .map_err(|e| e.to_string()),
+        _ => broker.manual_close(account, position.id, position.qty).map_err(|e| e.to_string()),
     }
 }

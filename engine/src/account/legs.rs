@@ -14,6 +14,10 @@ use crate::LinkId;
 /// (origin, leader position).
 pub(crate) type LegKey = (Origin, LeaderRef);
 
+/// The holding of a leg on a netting account: its contribution to the symbol's net position
+/// (which the broker may renumber when it flips, and which other legs share).
+pub(crate) const NET: PositionId = PositionId(u64::MAX);
+
 /// Follower positions and working orders copying one leader position.
 #[derive(Clone, Debug)]
 pub(crate) struct CopyLeg {
@@ -137,6 +141,42 @@ impl Legs {
         });
     }
 
+    /// The broker changed the net position on `symbol` by itself (a stop hit, a close by
+    /// hand): all of it (`closed: None`) or `closed` of it on `side`. The contributions of the
+    /// legs on that side absorb the change in key order; a full close leaves no contribution.
+    pub(crate) fn cut_netted(&mut self, symbol: Symbol, side: Side, closed: Option<Qty>) {
+        let mut keys: SmallVec<[LegKey; 8]> =
+            self.by_key.iter().filter(|(_, leg)| leg.symbol == symbol).map(|(key, _)| *key).collect();
+        keys.sort_unstable();
+        let mut left = closed;
+        for key in keys {
+            let leg = self.by_key.get_mut(&key).expect("listed above");
+            match left {
+                None => leg.positions.clear(),
+                Some(remaining) if leg.side == side && remaining.is_positive() => {
+                    let held = leg.open_qty();
+                    let cut = remaining.min(held);
+                    leg.reduce(NET, cut);
+                    left = Some(remaining - cut);
+                }
+                Some(_) => {}
+            }
+            if leg.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
+    /// Drops every holding (the account was flattened); legs with opens in flight stay, to
+    /// close what still fills.
+    pub(crate) fn clear_holdings(&mut self) {
+        self.by_key.retain(|_, leg| {
+            leg.positions.clear();
+            leg.close_on_fill |= !leg.working.is_empty();
+            !leg.working.is_empty()
+        });
+    }
+
     /// Keys of the legs of `origin` (on the leader's canonical `symbol`, when given), ordered
     /// so that output is deterministic.
     pub(crate) fn keys_of(&self, origin: Origin, symbol: Option<Symbol>) -> SmallVec<[LegKey; 8]> {
@@ -150,18 +190,9 @@ impl Legs {
         keys
     }
 
-    /// Every key, ordered.
-    pub(crate) fn all_keys(&self) -> SmallVec<[LegKey; 8]> {
-        let mut keys: SmallVec<[LegKey; 8]> = self.by_key.keys().copied().collect();
-        keys.sort_unstable();
-        keys
-    }
 
     pub(crate) fn len(&self) -> usize {
         self.by_key.len()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&LegKey, &CopyLeg)> {
-        self.by_key.iter()
-    }
 }

@@ -30,7 +30,7 @@ use smallvec::SmallVec;
 pub use risk::{Breach, BreachAction, Guard, RiskLimits, RiskMode};
 
 use crate::LinkId;
-use legs::{CopyLeg, LegKey, Legs};
+use legs::{CopyLeg, LegKey, Legs, NET};
 use risk::RiskState;
 
 /// The time, as read by the caller: monotonic nanoseconds (for latency) and Unix
@@ -436,6 +436,9 @@ pub struct AccountActor {
     /// Leader role: the latest execution (its order and price), which the position change
     /// that follows it refers to.
     last_fill: Option<(BrokerOrderId, PositionId, Price)>,
+    /// Positions touched by this account's own executions whose position change has not
+    /// arrived yet (connectors report an execution before the change it causes).
+    own_fills: SmallVec<[PositionId; 8]>,
 }
 
 impl std::fmt::Debug for AccountActor {
@@ -496,11 +499,7 @@ fn audit(out: &mut Vec<Action>, signal: Option<SignalId>, event: AuditEvent) {
 impl AccountActor {
     /// An actor from its setup.
     pub fn new(setup: AccountSetup) -> Self {
-        let inbound = setup
-            .inbound
-            .into_iter()
-            .map(|link| InboundState { link, paused: false })
-            .collect();
+        let inbound = setup.inbound.into_iter().map(|link| InboundState { link, paused: false }).collect();
         Self {
             id: setup.id,
             name: setup.name,
@@ -521,6 +520,7 @@ impl AccountActor {
             risk: RiskState::new(setup.risk, setup.equity),
             leader_pending: FxHashSet::default(),
             last_fill: None,
+            own_fills: SmallVec::new(),
         }
     }
 
@@ -577,14 +577,7 @@ impl AccountActor {
         };
         let (rules, link_paused) = (Arc::clone(&inbound.link.rules), inbound.paused);
         let skip = |out: &mut Vec<Action>, reason| {
-            audit(
-                out,
-                Some(signal.id),
-                AuditEvent::Skipped {
-                    action: signal.action.name(),
-                    reason,
-                },
-            );
+            audit(out, Some(signal.id), AuditEvent::Skipped { action: signal.action.name(), reason });
         };
         if self.risk.mode == RiskMode::Frozen {
             return skip(out, SkipReason::Frozen);
@@ -609,11 +602,9 @@ impl AccountActor {
                     None => self.copy_open(now, signal, &open, link, &rules, out),
                 }
             }
-            SignalAction::Modify {
-                leader,
-                stop_loss,
-                take_profit,
-            } => self.copy_modify(signal, (signal.origin, leader), stop_loss, take_profit, &rules, out),
+            SignalAction::Modify { leader, stop_loss, take_profit } => {
+                self.copy_modify(signal, (signal.origin, leader), stop_loss, take_profit, &rules, out)
+            }
             SignalAction::Close { leader } => {
                 let key = (signal.origin, leader);
                 if self.legs.get(&key).is_none() {
@@ -622,11 +613,9 @@ impl AccountActor {
                 let mut next_leg = 1;
                 self.close_leg(signal.id, signal.accepted_mono_ns, key, &mut next_leg, out);
             }
-            SignalAction::PartialClose {
-                leader,
-                closed_qty,
-                qty_before,
-            } => self.copy_partial_close(signal, (signal.origin, leader), closed_qty, qty_before, &rules, out),
+            SignalAction::PartialClose { leader, closed_qty, qty_before } => {
+                self.copy_partial_close(signal, (signal.origin, leader), closed_qty, qty_before, &rules, out)
+            }
             SignalAction::CloseAll { symbol } => {
                 let canonical = symbol.map(|s| rules.symbols.canonical(&s));
                 let keys = self.legs.keys_of(signal.origin, canonical);
@@ -683,25 +672,11 @@ impl AccountActor {
         let planned = match rules.plan_open(signal, open, &context) {
             Ok(planned) => planned,
             Err(reason) => {
-                return audit(
-                    out,
-                    Some(signal.id),
-                    AuditEvent::Skipped {
-                        action: signal.action.name(),
-                        reason,
-                    },
-                );
+                return audit(out, Some(signal.id), AuditEvent::Skipped { action: signal.action.name(), reason });
             }
         };
         if let Err(reason) = self.check_order_risk(&planned.spec.symbol, planned.qty) {
-            return audit(
-                out,
-                Some(signal.id),
-                AuditEvent::Skipped {
-                    action: signal.action.name(),
-                    reason,
-                },
-            );
+            return audit(out, Some(signal.id), AuditEvent::Skipped { action: signal.action.name(), reason });
         }
         let client_id = ClientOrderId::new(signal.id, self.id, 0);
         let request = OrderRequest {
@@ -716,15 +691,10 @@ impl AccountActor {
             intent: OrderIntent::Open,
         };
         let canonical = planned.leader_symbol;
-        let leg = self
-            .legs
-            .entry(key, || CopyLeg::new(link, planned.spec.symbol, canonical, planned.side));
+        let leg = self.legs.entry(key, || CopyLeg::new(link, planned.spec.symbol, canonical, planned.side));
         leg.working.push(client_id);
-        leg.leader_levels = if rules.reverse {
-            (open.take_profit, open.stop_loss)
-        } else {
-            (open.stop_loss, open.take_profit)
-        };
+        leg.leader_levels =
+            if rules.reverse { (open.take_profit, open.stop_loss) } else { (open.stop_loss, open.take_profit) };
         self.send_order(request, Purpose::Open(key), Some(signal.accepted_mono_ns), out);
         audit(
             out,
@@ -748,11 +718,8 @@ impl AccountActor {
         {
             return Err(SkipReason::MaxOrderQty { qty, max });
         }
-        let live_opens = || {
-            self.orders
-                .values()
-                .filter(|e| matches!(e.purpose, Purpose::Open(_)) && e.order.status.is_live())
-        };
+        let live_opens =
+            || self.orders.values().filter(|e| matches!(e.purpose, Purpose::Open(_)) && e.order.status.is_live());
         if let Some(max) = limits.max_open_positions {
             let unfilled_opens = live_opens().filter(|e| e.order.filled_qty.is_zero());
             let (open, adds) = match self.mode {
@@ -767,28 +734,17 @@ impl AccountActor {
                 }
             };
             if open + adds > max as usize {
-                return Err(SkipReason::MaxOpenPositions {
-                    open: u32::try_from(open).unwrap_or(u32::MAX),
-                    max,
-                });
+                return Err(SkipReason::MaxOpenPositions { open: u32::try_from(open).unwrap_or(u32::MAX), max });
             }
         }
         if let Some(max) = limits.max_symbol_exposure {
-            let held = self
-                .positions
-                .values()
-                .filter(|p| p.symbol == *symbol)
-                .fold(Qty::ZERO, |sum, p| sum + p.qty);
+            let held = self.positions.values().filter(|p| p.symbol == *symbol).fold(Qty::ZERO, |sum, p| sum + p.qty);
             let working = live_opens()
                 .filter(|e| e.order.request.symbol == *symbol)
                 .fold(Qty::ZERO, |sum, e| sum + e.order.remaining_qty());
             let after = held + working + qty;
             if after > max {
-                return Err(SkipReason::SymbolExposure {
-                    symbol: *symbol,
-                    after,
-                    max,
-                });
+                return Err(SkipReason::SymbolExposure { symbol: *symbol, after, max });
             }
         }
         Ok(())
@@ -804,52 +760,33 @@ impl AccountActor {
         out: &mut Vec<Action>,
     ) {
         let Some(leg) = self.legs.get_mut(&key) else {
-            return audit(
-                out,
-                Some(signal.id),
-                AuditEvent::Skipped {
-                    action: "modify",
-                    reason: SkipReason::NoCopy,
-                },
-            );
+            return audit(out, Some(signal.id), AuditEvent::Skipped { action: "modify", reason: SkipReason::NoCopy });
         };
-        leg.leader_levels = if rules.reverse {
-            (take_profit, stop_loss)
-        } else {
-            (stop_loss, take_profit)
-        };
+        leg.leader_levels = if rules.reverse { (take_profit, stop_loss) } else { (stop_loss, take_profit) };
         let Some(spec) = self.instruments.get(&leg.symbol).copied() else {
-            return audit(
-                out,
-                Some(signal.id),
-                AuditEvent::Skipped {
-                    action: "modify",
-                    reason: SkipReason::UnknownSymbol { symbol: leg.symbol },
-                },
-            );
+            let reason = SkipReason::UnknownSymbol { symbol: leg.symbol };
+            return audit(out, Some(signal.id), AuditEvent::Skipped { action: "modify", reason });
         };
         let (side, sources) = (leg.side, leg.leader_levels);
         if !leg.working.is_empty() {
             // Opens still in flight take these levels once they fill.
             leg.pending_levels = Some(sources);
         }
-        let positions: SmallVec<[PositionId; 2]> = leg.positions.iter().map(|(id, _)| *id).collect();
+        // A hedging copy has positions of its own; a netting copy shares the symbol's net
+        // position (the last leader to move its levels sets them).
+        let (symbol, holdings) = (leg.symbol, leg.positions.clone());
+        let positions: SmallVec<[PositionId; 2]> = match self.mode {
+            AccountMode::Hedging => holdings.iter().map(|(id, _)| *id).collect(),
+            AccountMode::Netting if holdings.is_empty() => SmallVec::new(),
+            AccountMode::Netting => self.net_position(&symbol).map(|p| p.id).into_iter().collect(),
+        };
         for position_id in positions {
-            let Some(position) = self.positions.get(&position_id) else {
-                continue;
-            };
+            let Some(position) = self.positions.get(&position_id) else { continue };
             let levels = rules.protection_levels(side, Some(position.open_price), &spec, sources.0, sources.1);
             if levels == (position.stop_loss, position.take_profit) {
                 continue;
             }
-            self.send_modify(
-                Some(signal.id),
-                Some(signal.accepted_mono_ns),
-                position_id,
-                spec.symbol,
-                levels,
-                out,
-            );
+            self.send_modify(Some(signal.id), Some(signal.accepted_mono_ns), position_id, spec.symbol, levels, out);
         }
     }
 
@@ -863,57 +800,32 @@ impl AccountActor {
         out: &mut Vec<Action>,
     ) {
         let Some(leg) = self.legs.get_mut(&key) else {
-            return audit(
-                out,
-                Some(signal.id),
-                AuditEvent::Skipped {
-                    action: "partial_close",
-                    reason: SkipReason::NoCopy,
-                },
-            );
+            let reason = SkipReason::NoCopy;
+            return audit(out, Some(signal.id), AuditEvent::Skipped { action: "partial_close", reason });
         };
         if !leg.working.is_empty() {
             // Fills still to come keep only what the leader kept.
             let kept = Ratio::new((before - closed).raw(), before.raw()).unwrap_or(Ratio::ONE);
             leg.keep_fraction = leg.keep_fraction.checked_mul(kept).unwrap_or(Ratio::ZERO);
         }
-        let Some(spec) = self.instruments.get(&leg.symbol).copied() else {
-            return;
-        };
+        let Some(spec) = self.instruments.get(&leg.symbol).copied() else { return };
         let open = leg.open_qty();
         if open.is_zero() {
             return;
         }
         let mut to_close = match proportional_close(open, closed, before, &spec, rules.rounding) {
             Ok(qty) => qty,
-            Err(reason) => {
-                return audit(
-                    out,
-                    Some(signal.id),
-                    AuditEvent::Skipped {
-                        action: "partial_close",
-                        reason,
-                    },
-                );
-            }
+            Err(reason) => return audit(out, Some(signal.id), AuditEvent::Skipped { action: "partial_close", reason }),
         };
         let holdings: SmallVec<[(PositionId, Qty); 2]> = leg.positions.clone();
         let mut next_leg = 1;
-        for (position, held) in holdings {
+        for (holding, held) in holdings {
             if to_close.is_zero() {
                 break;
             }
             let qty = to_close.min(held);
             to_close -= qty;
-            self.send_close(
-                signal.id,
-                Some(signal.accepted_mono_ns),
-                &mut next_leg,
-                position,
-                qty,
-                Some(key),
-                out,
-            );
+            self.close_holding(signal.id, Some(signal.accepted_mono_ns), &mut next_leg, key, holding, qty, out);
         }
     }
 
@@ -926,17 +838,90 @@ impl AccountActor {
         }
         let holdings: SmallVec<[(PositionId, Qty); 2]> = leg.positions.clone();
         let working: SmallVec<[ClientOrderId; 2]> = leg.working.clone();
-        for (position, qty) in holdings {
-            self.send_close(signal, Some(t_in), next_leg, position, qty, Some(key), out);
+        for (holding, qty) in holdings {
+            self.close_holding(signal, Some(t_in), next_leg, key, holding, qty, out);
         }
         for client_id in working {
-            let resting = self
-                .orders
-                .get(&client_id)
-                .is_some_and(|e| e.order.request.kind.is_pending());
+            let resting = self.orders.get(&client_id).is_some_and(|e| e.order.request.kind.is_pending());
             if resting {
                 self.cancel_order(Some(signal), client_id, out);
             }
+        }
+    }
+
+    /// Closes `qty` of one of a leg's holdings: a hedging position by its id, or, on a
+    /// netting account, the leg's contribution by an offsetting order (whatever side the net
+    /// position is on now).
+    #[allow(clippy::too_many_arguments)]
+    fn close_holding(
+        &mut self,
+        signal: SignalId,
+        signal_t_in: Option<u64>,
+        next_leg: &mut u16,
+        key: LegKey,
+        holding: PositionId,
+        qty: Qty,
+        out: &mut Vec<Action>,
+    ) {
+        if holding == NET {
+            self.send_offset(signal, signal_t_in, next_leg, key, qty, out);
+        } else {
+            self.send_close(signal, signal_t_in, next_leg, holding, qty, Some(key), out);
+        }
+    }
+
+    /// Takes `qty` of a netting leg's contribution off the net position with a market order
+    /// on the other side, never more than the leg holds beyond offsets already in flight.
+    fn send_offset(
+        &mut self,
+        signal: SignalId,
+        signal_t_in: Option<u64>,
+        next_leg: &mut u16,
+        key: LegKey,
+        qty: Qty,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(leg) = self.legs.get(&key) else { return };
+        let (symbol, side, held) = (leg.symbol, leg.side, leg.open_qty());
+        let offsetting = self
+            .orders
+            .values()
+            .filter(|e| e.purpose == Purpose::Close(Some(key)) && e.order.status.is_live())
+            .fold(Qty::ZERO, |sum, e| sum + e.order.remaining_qty());
+        let available = if offsetting >= held { Qty::ZERO } else { held - offsetting };
+        let qty = qty.min(available);
+        if qty.is_zero() {
+            return;
+        }
+        let client_id = ClientOrderId::new(signal, self.id, *next_leg);
+        *next_leg = next_leg.saturating_add(1);
+        let request = OrderRequest {
+            client_id,
+            symbol,
+            side: side.opposite(),
+            qty,
+            kind: OrderKind::Market,
+            stop_loss: None,
+            take_profit: None,
+            time_in_force: TimeInForce::Ioc,
+            intent: OrderIntent::Open,
+        };
+        self.send_order(request, Purpose::Close(Some(key)), signal_t_in, out);
+        let position = self.net_position(&symbol).map_or(NET, |p| p.id);
+        audit(out, Some(signal), AuditEvent::Closing { client_id, position, qty });
+    }
+
+    /// The net position on `symbol` of a netting account.
+    fn net_position(&self, symbol: &Symbol) -> Option<&Position> {
+        self.positions.values().find(|p| p.symbol == *symbol)
+    }
+
+    /// Where a fill on `position` is held in a leg: the position itself on a hedging account,
+    /// the leg's contribution to the net position on a netting account.
+    fn holding_of(&self, position: PositionId) -> PositionId {
+        match self.mode {
+            AccountMode::Hedging => position,
+            AccountMode::Netting => NET,
         }
     }
 
@@ -946,19 +931,8 @@ impl AccountActor {
         let mut order = Order::new(request);
         let submitted = order.apply(OrderUpdate::Submit);
         debug_assert!(submitted.is_ok(), "a new order can always be submitted");
-        self.orders.insert(
-            request.client_id,
-            OrderEntry {
-                order,
-                purpose,
-                fills: 0,
-                signal_t_in,
-            },
-        );
-        out.push(Action::Send {
-            command: Command::Place(request),
-            signal_t_in,
-        });
+        self.orders.insert(request.client_id, OrderEntry { order, purpose, fills: 0, signal_t_in });
+        out.push(Action::Send { command: Command::Place(request), signal_t_in });
     }
 
     /// Closes `qty` of `position`, never more than is open and not already being closed by
@@ -1006,34 +980,10 @@ impl AccountActor {
         let mut order = Order::new(request);
         let submitted = order.apply(OrderUpdate::Submit);
         debug_assert!(submitted.is_ok(), "a new order can always be submitted");
-        self.orders.insert(
-            client_id,
-            OrderEntry {
-                order,
-                purpose: Purpose::Close(leg),
-                fills: 0,
-                signal_t_in,
-            },
-        );
-        let close = CloseRequest {
-            client_id,
-            position,
-            symbol,
-            qty,
-        };
-        out.push(Action::Send {
-            command: Command::Close(close),
-            signal_t_in,
-        });
-        audit(
-            out,
-            Some(signal),
-            AuditEvent::Closing {
-                client_id,
-                position,
-                qty,
-            },
-        );
+        self.orders.insert(client_id, OrderEntry { order, purpose: Purpose::Close(leg), fills: 0, signal_t_in });
+        let close = CloseRequest { client_id, position, symbol, qty };
+        out.push(Action::Send { command: Command::Close(close), signal_t_in });
+        audit(out, Some(signal), AuditEvent::Closing { client_id, position, qty });
     }
 
     fn send_modify(
@@ -1045,25 +995,9 @@ impl AccountActor {
         (stop_loss, take_profit): (Option<Price>, Option<Price>),
         out: &mut Vec<Action>,
     ) {
-        let request = ModifyRequest {
-            position,
-            symbol,
-            stop_loss,
-            take_profit,
-        };
-        out.push(Action::Send {
-            command: Command::Modify(request),
-            signal_t_in,
-        });
-        audit(
-            out,
-            signal,
-            AuditEvent::Modifying {
-                position,
-                stop_loss,
-                take_profit,
-            },
-        );
+        let request = ModifyRequest { position, symbol, stop_loss, take_profit };
+        out.push(Action::Send { command: Command::Modify(request), signal_t_in });
+        audit(out, signal, AuditEvent::Modifying { position, stop_loss, take_profit });
     }
 
     fn cancel_order(&mut self, signal: Option<SignalId>, client_id: ClientOrderId, out: &mut Vec<Action>) {
@@ -1073,14 +1007,8 @@ impl AccountActor {
         if entry.order.apply(OrderUpdate::CancelRequest).is_err() {
             return;
         }
-        let request = CancelRequest {
-            client_id,
-            broker_id: entry.order.broker_id,
-        };
-        out.push(Action::Send {
-            command: Command::Cancel(request),
-            signal_t_in: None,
-        });
+        let request = CancelRequest { client_id, broker_id: entry.order.broker_id };
+        out.push(Action::Send { command: Command::Cancel(request), signal_t_in: None });
         audit(out, signal, AuditEvent::Cancelling { client_id });
     }
 
@@ -1111,15 +1039,9 @@ impl AccountActor {
         audit(out, None, AuditEvent::Breach { breach });
         audit(out, None, AuditEvent::Mode { mode: breach.mode });
         if breach.flatten_group {
-            out.push(Action::Flatten {
-                group: true,
-                reason: FlattenReason::GroupDrawdown,
-            });
+            out.push(Action::Flatten { group: true, reason: FlattenReason::GroupDrawdown });
         } else if breach.flatten {
-            out.push(Action::Flatten {
-                group: false,
-                reason: FlattenReason::Breach,
-            });
+            out.push(Action::Flatten { group: false, reason: FlattenReason::Breach });
         }
     }
 
@@ -1131,13 +1053,7 @@ impl AccountActor {
             && matches!(report.kind, OrderReportKind::Cancelled | OrderReportKind::Expired)
             && self.leader_pending.remove(&report.broker_id)
         {
-            self.lead(
-                now,
-                SignalAction::CancelPending {
-                    leader: LeaderRef(report.broker_id.0),
-                },
-                out,
-            );
+            self.lead(now, SignalAction::CancelPending { leader: LeaderRef(report.broker_id.0) }, out);
         }
         let Some(client_id) = report.client_id else {
             // The user's own trade, or the broker's (a stop hit): seen through positions.
@@ -1155,11 +1071,7 @@ impl AccountActor {
                 // A message about an order already finished: refused by the lifecycle (a
                 // fill after a rejection is exactly what reconciliation must look at).
                 Some(from) => AuditEvent::InvalidTransition {
-                    error: OrderError::InvalidTransition {
-                        order: client_id,
-                        from: *from,
-                        event: update_event(update),
-                    },
+                    error: OrderError::InvalidTransition { order: client_id, from: *from, event: update_event(update) },
                 },
                 None => AuditEvent::UnknownOrder { client_id },
             };
@@ -1175,28 +1087,21 @@ impl AccountActor {
         match report.kind {
             OrderReportKind::Filled(fill) => {
                 audit(out, signal, AuditEvent::Filled { client_id, fill });
+                if self.own_fills.len() == self.own_fills.inline_size() {
+                    // A connector that never reports the position change: forget the oldest.
+                    self.own_fills.remove(0);
+                }
+                self.own_fills.push(fill.position);
                 self.on_fill(client_id, fill, out);
             }
             OrderReportKind::Cancelled => audit(out, signal, AuditEvent::Cancelled { client_id }),
             OrderReportKind::Expired => audit(out, signal, AuditEvent::Expired { client_id }),
             OrderReportKind::Rejected(reason) => {
-                audit(
-                    out,
-                    signal,
-                    AuditEvent::Rejected {
-                        client_id,
-                        reason: reason.to_string(),
-                    },
-                );
+                audit(out, signal, AuditEvent::Rejected { client_id, reason: reason.to_string() });
             }
-            OrderReportKind::CancelRejected(reason) => audit(
-                out,
-                signal,
-                AuditEvent::CommandFailed {
-                    command: "cancel",
-                    error: reason.to_string(),
-                },
-            ),
+            OrderReportKind::CancelRejected(reason) => {
+                audit(out, signal, AuditEvent::CommandFailed { command: "cancel", error: reason.to_string() })
+            }
         }
         self.after_order_change(client_id);
     }
@@ -1206,49 +1111,34 @@ impl AccountActor {
         entry.fills = entry.fills.saturating_add(1);
         let (purpose, fill_number, signal_t_in) = (entry.purpose, entry.fills, entry.signal_t_in);
         let first_fill = fill_number == 1;
+        let holding = self.holding_of(fill.position);
         match purpose {
             Purpose::Close(Some(key)) => {
                 if let Some(leg) = self.legs.get_mut(&key) {
-                    leg.reduce(fill.position, fill.qty);
+                    leg.reduce(holding, fill.qty);
                 }
+                self.legs.prune(&key);
             }
             Purpose::Close(None) => {}
             Purpose::Open(key) => {
                 let Some(leg) = self.legs.get_mut(&key) else { return };
-                leg.add(fill.position, fill.qty);
+                leg.add(holding, fill.qty);
                 // Each fill of an open gets its own deferred close id: (the open's signal,
                 // this account, 1 + number of the fill), never used by anything else.
                 let mut next_leg = fill_number;
                 if leg.close_on_fill {
-                    self.send_close(
-                        client_id.signal,
-                        signal_t_in,
-                        &mut next_leg,
-                        fill.position,
-                        fill.qty,
-                        Some(key),
-                        out,
-                    );
+                    self.close_holding(client_id.signal, signal_t_in, &mut next_leg, key, holding, fill.qty, out);
                     return;
                 }
                 if leg.keep_fraction != Ratio::ONE {
                     let keep = leg.keep_fraction;
-                    let spec = self.instruments.get(&leg.symbol).copied();
-                    if let Some(spec) = spec {
+                    if let Some(spec) = self.instruments.get(&leg.symbol).copied() {
                         let drop_part = Qty::from_raw(keep.den() - keep.num());
                         let whole = Qty::from_raw(keep.den());
                         if let Ok(qty) =
                             proportional_close(fill.qty, drop_part, whole, &spec, mirror_model::Rounding::Nearest)
                         {
-                            self.send_close(
-                                client_id.signal,
-                                signal_t_in,
-                                &mut next_leg,
-                                fill.position,
-                                qty,
-                                Some(key),
-                                out,
-                            );
+                            self.close_holding(client_id.signal, signal_t_in, &mut next_leg, key, holding, qty, out);
                         }
                     }
                 }
@@ -1283,14 +1173,9 @@ impl AccountActor {
         let levels = rules.protection_levels(leg.side, Some(fill.price), &spec, sources.0, sources.1);
         // The position is usually not reported yet (the fill comes first); then it carries
         // the levels the order was sent with.
-        let known = self
-            .positions
-            .get(&fill.position)
-            .map(|p| (p.stop_loss, p.take_profit))
-            .or_else(|| {
-                self.orders
-                    .get(&client_id)
-                    .map(|e| (e.order.request.stop_loss, e.order.request.take_profit))
+        let known =
+            self.positions.get(&fill.position).map(|p| (p.stop_loss, p.take_profit)).or_else(|| {
+                self.orders.get(&client_id).map(|e| (e.order.request.stop_loss, e.order.request.take_profit))
             });
         if known != Some(levels) {
             self.send_modify(Some(client_id.signal), None, fill.position, spec.symbol, levels, out);
@@ -1351,19 +1236,42 @@ impl AccountActor {
         match effect.change {
             PositionChange::Closed { .. } => {
                 self.positions.remove(&position.id);
-                self.legs.clamp_all(position.id, Qty::ZERO);
-            }
-            PositionChange::Reduced { .. } => {
-                self.positions.insert(position.id, position);
-                self.legs.clamp_all(position.id, position.qty);
             }
             _ => {
                 self.positions.insert(position.id, position);
             }
         }
+        // A change our own execution caused is already in the legs (through its fill). One the
+        // broker made by itself (a stop or target hit, the user closing by hand) cuts the
+        // copies it touched.
+        match self.own_fills.iter().position(|id| *id == position.id) {
+            Some(index) => {
+                self.own_fills.remove(index);
+            }
+            None => self.external_change(&effect),
+        }
         audit(out, None, AuditEvent::Position { effect });
         if self.is_leader {
             self.lead_position(now, effect, out);
+        }
+    }
+
+    fn external_change(&mut self, effect: &PositionEffect) {
+        let position = effect.position;
+        let remaining = match effect.change {
+            PositionChange::Closed { .. } => Qty::ZERO,
+            PositionChange::Reduced { .. } => position.qty,
+            _ => return,
+        };
+        match self.mode {
+            AccountMode::Hedging => self.legs.clamp_all(position.id, remaining),
+            AccountMode::Netting => {
+                let closed = match effect.change {
+                    PositionChange::Reduced { closed, .. } => Some(closed),
+                    _ => None,
+                };
+                self.legs.cut_netted(position.symbol, position.side, closed);
+            }
         }
     }
 
@@ -1397,17 +1305,13 @@ impl AccountActor {
                 open(position.qty, from_pending)
             }
             PositionChange::Increased { added } => open(added, None),
-            PositionChange::Reduced { closed, qty_before } => SignalAction::PartialClose {
-                leader,
-                closed_qty: closed,
-                qty_before,
-            },
+            PositionChange::Reduced { closed, qty_before } => {
+                SignalAction::PartialClose { leader, closed_qty: closed, qty_before }
+            }
             PositionChange::Closed { .. } => SignalAction::Close { leader },
-            PositionChange::ProtectionChanged => SignalAction::Modify {
-                leader,
-                stop_loss: position.stop_loss,
-                take_profit: position.take_profit,
-            },
+            PositionChange::ProtectionChanged => {
+                SignalAction::Modify { leader, stop_loss: position.stop_loss, take_profit: position.take_profit }
+            }
         };
         self.lead(now, action, out);
     }
@@ -1433,14 +1337,7 @@ impl AccountActor {
                     // after its fill) changes nothing.
                     if self.finished.contains_key(&client_id) {
                         if let Ok(ack) = result {
-                            audit(
-                                out,
-                                signal,
-                                AuditEvent::Accepted {
-                                    client_id,
-                                    broker_id: ack.broker_id,
-                                },
-                            );
+                            audit(out, signal, AuditEvent::Accepted { client_id, broker_id: ack.broker_id });
                         }
                         return;
                     }
@@ -1451,72 +1348,36 @@ impl AccountActor {
                         entry.order.broker_id = Some(ack.broker_id);
                         // An ack that arrives after the fills (market orders fill at once)
                         // changes nothing in the lifecycle.
-                        if matches!(
-                            entry.order.status,
-                            OrderStatus::Submitted | OrderStatus::InFlightUnknown
-                        ) && let Err(error) = entry.order.apply(OrderUpdate::Accept(Some(ack.broker_id)))
+                        if matches!(entry.order.status, OrderStatus::Submitted | OrderStatus::InFlightUnknown)
+                            && let Err(error) = entry.order.apply(OrderUpdate::Accept(Some(ack.broker_id)))
                         {
                             audit(out, signal, AuditEvent::InvalidTransition { error });
                         }
-                        audit(
-                            out,
-                            signal,
-                            AuditEvent::Accepted {
-                                client_id,
-                                broker_id: ack.broker_id,
-                            },
-                        );
+                        audit(out, signal, AuditEvent::Accepted { client_id, broker_id: ack.broker_id });
                     }
                     Err(error) if error.outcome_unknown() => {
                         if let Err(error) = entry.order.apply(OrderUpdate::OutcomeUnknown) {
                             audit(out, signal, AuditEvent::InvalidTransition { error });
                         }
-                        audit(
-                            out,
-                            signal,
-                            AuditEvent::OutcomeUnknown {
-                                client_id,
-                                error: error.to_string(),
-                            },
-                        );
+                        audit(out, signal, AuditEvent::OutcomeUnknown { client_id, error: error.to_string() });
                     }
                     Err(error) => {
                         if let Err(error) = entry.order.apply(OrderUpdate::Reject) {
                             audit(out, signal, AuditEvent::InvalidTransition { error });
                         }
-                        audit(
-                            out,
-                            signal,
-                            AuditEvent::Rejected {
-                                client_id,
-                                reason: error.to_string(),
-                            },
-                        );
+                        audit(out, signal, AuditEvent::Rejected { client_id, reason: error.to_string() });
                     }
                 }
                 self.after_order_change(client_id);
             }
             Outcome::Modify { result: Err(error), .. } => {
-                audit(
-                    out,
-                    None,
-                    AuditEvent::CommandFailed {
-                        command: "modify",
-                        error: error.to_string(),
-                    },
-                );
+                audit(out, None, AuditEvent::CommandFailed { command: "modify", error: error.to_string() });
             }
-            Outcome::Cancel {
-                client_id,
-                result: Err(error),
-            } => {
+            Outcome::Cancel { client_id, result: Err(error) } => {
                 audit(
                     out,
                     Some(client_id.signal),
-                    AuditEvent::CommandFailed {
-                        command: "cancel",
-                        error: error.to_string(),
-                    },
+                    AuditEvent::CommandFailed { command: "cancel", error: error.to_string() },
                 );
             }
             Outcome::Modify { result: Ok(()), .. } | Outcome::Cancel { result: Ok(()), .. } => {}
@@ -1532,10 +1393,7 @@ impl AccountActor {
                 audit(
                     out,
                     Some(client_id.signal),
-                    AuditEvent::Skipped {
-                        action: "send",
-                        reason: SkipReason::ConnectorQueueFull,
-                    },
+                    AuditEvent::Skipped { action: "send", reason: SkipReason::ConnectorQueueFull },
                 );
                 self.after_order_change(client_id);
             }
@@ -1544,11 +1402,7 @@ impl AccountActor {
                 if let Some(entry) = self.orders.get_mut(&request.client_id) {
                     let _ = entry.order.apply(OrderUpdate::CancelRejected);
                 }
-                audit(
-                    out,
-                    Some(request.client_id.signal),
-                    AuditEvent::NotSent { command: "cancel" },
-                );
+                audit(out, Some(request.client_id.signal), AuditEvent::NotSent { command: "cancel" });
             }
         }
     }
@@ -1559,14 +1413,7 @@ impl AccountActor {
         match control {
             Control::Pause | Control::Resume => {
                 self.paused = control == Control::Pause;
-                audit(
-                    out,
-                    None,
-                    AuditEvent::Paused {
-                        scope: "account",
-                        paused: self.paused,
-                    },
-                );
+                audit(out, None, AuditEvent::Paused { scope: "account", paused: self.paused });
             }
             Control::PauseLink(link) | Control::ResumeLink(link) => {
                 let paused = matches!(control, Control::PauseLink(_));
@@ -1577,14 +1424,7 @@ impl AccountActor {
             }
             Control::PauseAll | Control::ResumeAll => {
                 self.globally_paused = control == Control::PauseAll;
-                audit(
-                    out,
-                    None,
-                    AuditEvent::Paused {
-                        scope: "global",
-                        paused: self.globally_paused,
-                    },
-                );
+                audit(out, None, AuditEvent::Paused { scope: "global", paused: self.globally_paused });
             }
             Control::Flatten { id, reason, freeze } => self.flatten(id, reason, freeze, out),
             Control::NewDay => {
@@ -1606,14 +1446,6 @@ impl AccountActor {
             self.risk.freeze();
             audit(out, Some(id), AuditEvent::Mode { mode: RiskMode::Frozen });
         }
-        // Whatever is still in flight closes as it fills.
-        for key in self.legs.all_keys() {
-            if let Some(leg) = self.legs.get_mut(&key)
-                && !leg.working.is_empty()
-            {
-                leg.close_on_fill = true;
-            }
-        }
         let mut positions: SmallVec<[(PositionId, Qty); 8]> = self.positions.values().map(|p| (p.id, p.qty)).collect();
         positions.sort_unstable();
         let mut working: SmallVec<[ClientOrderId; 8]> = self
@@ -1632,20 +1464,15 @@ impl AccountActor {
                 orders: u32::try_from(working.len()).unwrap_or(u32::MAX),
             },
         );
+        // The account is being emptied: no copy survives it. What is still in flight closes
+        // as it fills.
+        self.legs.clear_holdings();
         let mut next_leg = 1;
         for (position, qty) in positions {
-            let leg = self
-                .legs
-                .iter()
-                .find(|(_, leg)| leg.positions.iter().any(|(p, _)| *p == position))
-                .map(|(k, _)| *k);
-            self.send_close(id, None, &mut next_leg, position, qty, leg, out);
+            self.send_close(id, None, &mut next_leg, position, qty, None, out);
         }
         for client_id in working {
-            let resting = self
-                .orders
-                .get(&client_id)
-                .is_some_and(|e| e.order.request.kind.is_pending());
+            let resting = self.orders.get(&client_id).is_some_and(|e| e.order.request.kind.is_pending());
             if resting {
                 self.cancel_order(Some(id), client_id, out);
             }

@@ -206,17 +206,9 @@ impl RiskState {
         if self.tripped_today {
             return None;
         }
-        let guard = if self
-            .limits
-            .daily_loss_limit
-            .is_some_and(|limit| self.day_start - equity >= limit)
-        {
+        let guard = if self.limits.daily_loss_limit.is_some_and(|limit| self.day_start - equity >= limit) {
             Guard::DailyLoss
-        } else if self
-            .limits
-            .max_daily_drawdown_pct
-            .is_some_and(|pct| drawdown_reached(self.day_high, equity, pct))
-        {
+        } else if self.limits.max_daily_drawdown_pct.is_some_and(|pct| drawdown_reached(self.day_high, equity, pct)) {
             Guard::DailyDrawdown
         } else {
             return None;
@@ -252,10 +244,7 @@ mod tests {
         // 3 % of the 110,000 high is 3,300: 106,700.01 is not enough, 106,700 is.
         assert_eq!(risk.on_equity(m("106700.01")), None);
         let breach = risk.on_equity(m("106700")).unwrap();
-        assert_eq!(
-            (breach.guard, breach.mode, breach.flatten),
-            (Guard::DailyDrawdown, RiskMode::Frozen, true)
-        );
+        assert_eq!((breach.guard, breach.mode, breach.flatten), (Guard::DailyDrawdown, RiskMode::Frozen, true));
         assert_eq!(breach.drawdown_bp(), 300);
         assert_eq!(risk.on_equity(m("90000")), None, "a guard trips once a day");
         risk.new_day(m("90000"));
@@ -265,25 +254,17 @@ mod tests {
 
     #[test]
     fn daily_loss_counts_from_the_days_start() {
-        let limits = RiskLimits {
-            daily_loss_limit: Some(m("500")),
-            ..RiskLimits::default()
-        };
+        let limits = RiskLimits { daily_loss_limit: Some(m("500")), ..RiskLimits::default() };
         let mut risk = RiskState::new(limits, m("10000"));
         assert_eq!(risk.on_equity(m("9500.01")), None);
         let breach = risk.on_equity(m("9500")).unwrap();
-        assert_eq!(
-            (breach.guard, breach.mode, breach.flatten),
-            (Guard::DailyLoss, RiskMode::CloseOnly, false)
-        );
+        assert_eq!((breach.guard, breach.mode, breach.flatten), (Guard::DailyLoss, RiskMode::CloseOnly, false));
     }
 
     #[test]
     fn group_drawdown_freezes_and_flattens_the_group() {
-        let limits = RiskLimits {
-            flatten_group_at_drawdown_pct: Some(Ratio::parse("3").unwrap()),
-            ..RiskLimits::default()
-        };
+        let limits =
+            RiskLimits { flatten_group_at_drawdown_pct: Some(Ratio::parse("3").unwrap()), ..RiskLimits::default() };
         let mut risk = RiskState::new(limits, m("50000"));
         assert_eq!(risk.on_equity(m("48500.01")), None);
         let breach = risk.on_equity(m("48500")).unwrap();

@@ -15,10 +15,7 @@ use super::*;
 const LEADER: Origin = Origin::Account(AccountId(1));
 const ME: AccountId = AccountId(2);
 const LINK: LinkId = LinkId(0);
-const NOW: Now = Now {
-    mono_ns: 1_000,
-    unix_ms: 1_700_000_000_000,
-};
+const NOW: Now = Now { mono_ns: 1_000, unix_ms: 1_700_000_000_000 };
 
 fn q(text: &str) -> Qty {
     Qty::parse(text).unwrap()
@@ -56,11 +53,7 @@ fn actor_with(rules: LinkRules, risk: RiskLimits, mode: AccountMode, is_leader: 
         balance: m("10000"),
         equity: m("10000"),
         risk,
-        inbound: vec![InboundLink {
-            link: LINK,
-            origin: LEADER,
-            rules: Arc::new(rules),
-        }],
+        inbound: vec![InboundLink { link: LINK, origin: LEADER, rules: Arc::new(rules) }],
         is_leader,
         connected: true,
         positions: Vec::new(),
@@ -108,13 +101,7 @@ fn feed(actor: &mut AccountActor, input: Input<'_>) -> Vec<Action> {
 
 fn feed_signal(actor: &mut AccountActor, signal: &Signal) -> Vec<Action> {
     let view = signal.view();
-    feed(
-        actor,
-        Input::Signal {
-            signal: &view,
-            link: LINK,
-        },
-    )
+    feed(actor, Input::Signal { signal: &view, link: LINK })
 }
 
 fn commands(actions: &[Action]) -> Vec<Command> {
@@ -131,10 +118,7 @@ fn skips(actions: &[Action]) -> Vec<SkipReason> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Audit(Audit {
-                event: AuditEvent::Skipped { reason, .. },
-                ..
-            }) => Some(*reason),
+            Action::Audit(Audit { event: AuditEvent::Skipped { reason, .. }, .. }) => Some(*reason),
             _ => None,
         })
         .collect()
@@ -146,11 +130,7 @@ fn fill(client_id: ClientOrderId, qty: &str, price: &str, position: u64) -> Inpu
         broker_id: BrokerOrderId(client_id.signal.0 * 100 + u64::from(client_id.leg)),
         symbol: sym("EURUSD"),
         side: Side::Buy,
-        kind: OrderReportKind::Filled(Fill {
-            qty: q(qty),
-            price: p(price),
-            position: PositionId(position),
-        }),
+        kind: OrderReportKind::Filled(Fill { qty: q(qty), price: p(price), position: PositionId(position) }),
         time_unix_ms: NOW.unix_ms,
     }))
 }
@@ -174,9 +154,7 @@ fn position_event(id: u64, side: Side, qty: &str, change: PositionChange) -> Inp
 /// Opens a copy of leader position 7 and fills it on follower position 70.
 fn opened(actor: &mut AccountActor, qty: &str) -> ClientOrderId {
     let out = feed_signal(actor, &signal(1, open(7, Side::Buy, "2")));
-    let Command::Place(request) = commands(&out)[0] else {
-        panic!("expected a place: {out:?}")
-    };
+    let Command::Place(request) = commands(&out)[0] else { panic!("expected a place: {out:?}") };
     assert_eq!(request.qty, q(qty));
     feed(actor, fill(request.client_id, qty, "1.085", 70));
     feed(actor, position_event(70, Side::Buy, qty, PositionChange::Opened));
@@ -185,52 +163,25 @@ fn opened(actor: &mut AccountActor, qty: &str) -> ClientOrderId {
 
 #[test]
 fn an_open_becomes_one_sized_order_with_a_deterministic_id() {
-    let rules = LinkRules {
-        sizing: SizingRule::Multiplier {
-            ratio: Ratio::parse("0.37").unwrap(),
-        },
-        ..LinkRules::default()
-    };
+    let rules =
+        LinkRules { sizing: SizingRule::Multiplier { ratio: Ratio::parse("0.37").unwrap() }, ..LinkRules::default() };
     let mut actor = actor(rules);
     let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "1.5")));
     let sends: Vec<_> = out.iter().filter(|a| matches!(a, Action::Send { .. })).collect();
     assert_eq!(sends.len(), 1);
-    let Action::Send {
-        command: Command::Place(request),
-        signal_t_in,
-    } = sends[0]
-    else {
-        panic!()
-    };
+    let Action::Send { command: Command::Place(request), signal_t_in } = sends[0] else { panic!() };
     assert_eq!(*signal_t_in, Some(500));
     assert_eq!(request.client_id, ClientOrderId::new(SignalId(1), ME, 0));
-    assert_eq!(
-        (request.side, request.qty, request.symbol),
-        (Side::Buy, q("0.55"), sym("EURUSD"))
-    );
-    assert!(out.iter().any(|a| matches!(
-        a,
-        Action::Audit(Audit {
-            event: AuditEvent::Copied { .. },
-            ..
-        })
-    )));
+    assert_eq!((request.side, request.qty, request.symbol), (Side::Buy, q("0.55"), sym("EURUSD")));
+    assert!(out.iter().any(|a| matches!(a, Action::Audit(Audit { event: AuditEvent::Copied { .. }, .. }))));
     // Replaying the same signal into a fresh actor gives the same order.
     let mut again = actor_with(
-        LinkRules {
-            sizing: SizingRule::Multiplier {
-                ratio: Ratio::parse("0.37").unwrap(),
-            },
-            ..LinkRules::default()
-        },
+        LinkRules { sizing: SizingRule::Multiplier { ratio: Ratio::parse("0.37").unwrap() }, ..LinkRules::default() },
         RiskLimits::default(),
         AccountMode::Hedging,
         false,
     );
-    assert_eq!(
-        commands(&feed_signal(&mut again, &signal(1, open(7, Side::Buy, "1.5")))),
-        commands(&out)
-    );
+    assert_eq!(commands(&feed_signal(&mut again, &signal(1, open(7, Side::Buy, "1.5")))), commands(&out));
 }
 
 #[test]
@@ -238,14 +189,8 @@ fn close_partial_close_and_modify_reach_the_copied_position() {
     let mut actor = actor(LinkRules::default());
     opened(&mut actor, "2");
     // Leader closes half: 2 × 1/2 = 1 from position 70.
-    let partial = signal(
-        2,
-        SignalAction::PartialClose {
-            leader: LeaderRef(7),
-            closed_qty: q("1"),
-            qty_before: q("2"),
-        },
-    );
+    let partial =
+        signal(2, SignalAction::PartialClose { leader: LeaderRef(7), closed_qty: q("1"), qty_before: q("2") });
     let out = feed_signal(&mut actor, &partial);
     assert_eq!(
         commands(&out),
@@ -256,31 +201,14 @@ fn close_partial_close_and_modify_reach_the_copied_position() {
             qty: q("1"),
         })]
     );
+    feed(&mut actor, fill(ClientOrderId::new(SignalId(2), ME, 1), "1", "1.086", 70));
     feed(
         &mut actor,
-        fill(ClientOrderId::new(SignalId(2), ME, 1), "1", "1.086", 70),
-    );
-    feed(
-        &mut actor,
-        position_event(
-            70,
-            Side::Buy,
-            "1",
-            PositionChange::Reduced {
-                closed: q("1"),
-                qty_before: q("2"),
-            },
-        ),
+        position_event(70, Side::Buy, "1", PositionChange::Reduced { closed: q("1"), qty_before: q("2") }),
     );
     // Leader moves its stop: the copy's stop follows.
-    let modify = signal(
-        3,
-        SignalAction::Modify {
-            leader: LeaderRef(7),
-            stop_loss: Some(p("1.08")),
-            take_profit: None,
-        },
-    );
+    let modify =
+        signal(3, SignalAction::Modify { leader: LeaderRef(7), stop_loss: Some(p("1.08")), take_profit: None });
     assert_eq!(
         commands(&feed_signal(&mut actor, &modify)),
         vec![Command::Modify(ModifyRequest {
@@ -293,26 +221,15 @@ fn close_partial_close_and_modify_reach_the_copied_position() {
     // Leader closes: the remaining 1 is closed.
     let close = signal(4, SignalAction::Close { leader: LeaderRef(7) });
     let out = feed_signal(&mut actor, &close);
-    let Command::Close(request) = commands(&out)[0] else {
-        panic!()
-    };
-    assert_eq!(
-        (request.position, request.qty, request.client_id.leg),
-        (PositionId(70), q("1"), 1)
-    );
+    let Command::Close(request) = commands(&out)[0] else { panic!() };
+    assert_eq!((request.position, request.qty, request.client_id.leg), (PositionId(70), q("1"), 1));
     feed(&mut actor, fill(request.client_id, "1", "1.087", 70));
-    feed(
-        &mut actor,
-        position_event(70, Side::Buy, "1", PositionChange::Closed { closed: q("1") }),
-    );
+    feed(&mut actor, position_event(70, Side::Buy, "1", PositionChange::Closed { closed: q("1") }));
     assert_eq!(actor.summary().legs, 0);
     assert_eq!(actor.summary().positions, 0);
     // A second close finds nothing to close.
     assert_eq!(
-        skips(&feed_signal(
-            &mut actor,
-            &signal(5, SignalAction::Close { leader: LeaderRef(7) })
-        )),
+        skips(&feed_signal(&mut actor, &signal(5, SignalAction::Close { leader: LeaderRef(7) }))),
         vec![SkipReason::NoCopy]
     );
 }
@@ -321,17 +238,9 @@ fn close_partial_close_and_modify_reach_the_copied_position() {
 fn a_close_that_overtakes_its_open_closes_the_fill_when_it_comes() {
     let mut actor = actor(LinkRules::default());
     let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "2")));
-    let Command::Place(request) = commands(&out)[0] else {
-        panic!()
-    };
+    let Command::Place(request) = commands(&out)[0] else { panic!() };
     // The leader closes before our open has filled.
-    assert!(
-        commands(&feed_signal(
-            &mut actor,
-            &signal(2, SignalAction::Close { leader: LeaderRef(7) })
-        ))
-        .is_empty()
-    );
+    assert!(commands(&feed_signal(&mut actor, &signal(2, SignalAction::Close { leader: LeaderRef(7) }))).is_empty());
     let out = feed(&mut actor, fill(request.client_id, "2", "1.085", 70));
     assert_eq!(
         commands(&out),
@@ -348,61 +257,30 @@ fn a_close_that_overtakes_its_open_closes_the_fill_when_it_comes() {
 fn two_quick_partial_closes_both_go_out_and_never_overclose() {
     let mut actor = actor(LinkRules::default());
     opened(&mut actor, "2");
-    let first = signal(
-        2,
-        SignalAction::PartialClose {
-            leader: LeaderRef(7),
-            closed_qty: q("1"),
-            qty_before: q("2"),
-        },
-    );
-    let second = signal(
-        3,
-        SignalAction::PartialClose {
-            leader: LeaderRef(7),
-            closed_qty: q("0.5"),
-            qty_before: q("1"),
-        },
-    );
+    let first = signal(2, SignalAction::PartialClose { leader: LeaderRef(7), closed_qty: q("1"), qty_before: q("2") });
+    let second =
+        signal(3, SignalAction::PartialClose { leader: LeaderRef(7), closed_qty: q("0.5"), qty_before: q("1") });
     let a = commands(&feed_signal(&mut actor, &first));
     let b = commands(&feed_signal(&mut actor, &second));
     assert!(matches!(a[..], [Command::Close(CloseRequest { qty, .. })] if qty == q("1")));
     // The second sees 2 open (no fill of the first yet) and would close 1, but only 1 is not
     // already being closed.
     assert!(matches!(b[..], [Command::Close(CloseRequest { qty, .. })] if qty == q("1")));
-    let third = signal(
-        4,
-        SignalAction::PartialClose {
-            leader: LeaderRef(7),
-            closed_qty: q("0.1"),
-            qty_before: q("0.5"),
-        },
-    );
-    assert!(
-        commands(&feed_signal(&mut actor, &third)).is_empty(),
-        "nothing left that is not being closed"
-    );
+    let third =
+        signal(4, SignalAction::PartialClose { leader: LeaderRef(7), closed_qty: q("0.1"), qty_before: q("0.5") });
+    assert!(commands(&feed_signal(&mut actor, &third)).is_empty(), "nothing left that is not being closed");
 }
 
 #[test]
 fn risk_guards_refuse_orders_before_they_are_sent() {
-    let limits = RiskLimits {
-        max_order_qty: Some(q("1")),
-        ..RiskLimits::default()
-    };
+    let limits = RiskLimits { max_order_qty: Some(q("1")), ..RiskLimits::default() };
     let mut actor = actor_with(LinkRules::default(), limits, AccountMode::Hedging, false);
     assert_eq!(
         skips(&feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "1.5")))),
-        vec![SkipReason::MaxOrderQty {
-            qty: q("1.5"),
-            max: q("1")
-        }]
+        vec![SkipReason::MaxOrderQty { qty: q("1.5"), max: q("1") }]
     );
 
-    let limits = RiskLimits {
-        max_open_positions: Some(1),
-        ..RiskLimits::default()
-    };
+    let limits = RiskLimits { max_open_positions: Some(1), ..RiskLimits::default() };
     let mut actor = actor_with(LinkRules::default(), limits, AccountMode::Hedging, false);
     assert!(skips(&feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "1")))).is_empty());
     // The first open is in flight: it counts.
@@ -411,19 +289,12 @@ fn risk_guards_refuse_orders_before_they_are_sent() {
         vec![SkipReason::MaxOpenPositions { open: 1, max: 1 }]
     );
 
-    let limits = RiskLimits {
-        max_symbol_exposure: Some(q("2.5")),
-        ..RiskLimits::default()
-    };
+    let limits = RiskLimits { max_symbol_exposure: Some(q("2.5")), ..RiskLimits::default() };
     let mut actor = actor_with(LinkRules::default(), limits, AccountMode::Netting, false);
     assert!(skips(&feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "2")))).is_empty());
     assert_eq!(
         skips(&feed_signal(&mut actor, &signal(2, open(8, Side::Sell, "1")))),
-        vec![SkipReason::SymbolExposure {
-            symbol: sym("EURUSD"),
-            after: q("3"),
-            max: q("2.5")
-        }]
+        vec![SkipReason::SymbolExposure { symbol: sym("EURUSD"), after: q("3"), max: q("2.5") }]
     );
 }
 
@@ -445,21 +316,11 @@ fn a_drawdown_breach_freezes_flattens_and_stops_copying() {
             margin_used: Money::ZERO,
         })),
     );
-    assert!(
-        out.contains(&Action::Flatten {
-            group: false,
-            reason: FlattenReason::Breach
-        }),
-        "{out:?}"
-    );
+    assert!(out.contains(&Action::Flatten { group: false, reason: FlattenReason::Breach }), "{out:?}");
     assert_eq!(actor.summary().mode, RiskMode::Frozen);
     let out = feed(
         &mut actor,
-        Input::Control(Control::Flatten {
-            id: SignalId(99),
-            reason: FlattenReason::Breach,
-            freeze: false,
-        }),
+        Input::Control(Control::Flatten { id: SignalId(99), reason: FlattenReason::Breach, freeze: false }),
     );
     assert_eq!(
         commands(&out),
@@ -470,10 +331,7 @@ fn a_drawdown_breach_freezes_flattens_and_stops_copying() {
             qty: q("2"),
         })]
     );
-    assert_eq!(
-        skips(&feed_signal(&mut actor, &signal(5, open(9, Side::Buy, "1")))),
-        vec![SkipReason::Frozen]
-    );
+    assert_eq!(skips(&feed_signal(&mut actor, &signal(5, open(9, Side::Buy, "1")))), vec![SkipReason::Frozen]);
     actor.on_input(NOW, Input::Control(Control::NewDay), &mut Vec::new());
     assert!(skips(&feed_signal(&mut actor, &signal(6, open(10, Side::Buy, "1")))).is_empty());
 }
@@ -483,39 +341,21 @@ fn pause_stops_opens_but_not_closes() {
     let mut actor = actor(LinkRules::default());
     opened(&mut actor, "2");
     feed(&mut actor, Input::Control(Control::Pause));
-    assert_eq!(
-        skips(&feed_signal(&mut actor, &signal(2, open(8, Side::Buy, "1")))),
-        vec![SkipReason::AccountPaused]
-    );
-    assert_eq!(
-        commands(&feed_signal(
-            &mut actor,
-            &signal(3, SignalAction::Close { leader: LeaderRef(7) })
-        ))
-        .len(),
-        1
-    );
+    assert_eq!(skips(&feed_signal(&mut actor, &signal(2, open(8, Side::Buy, "1")))), vec![SkipReason::AccountPaused]);
+    assert_eq!(commands(&feed_signal(&mut actor, &signal(3, SignalAction::Close { leader: LeaderRef(7) }))).len(), 1);
     feed(&mut actor, Input::Control(Control::Resume));
     feed(&mut actor, Input::Control(Control::PauseLink(LINK)));
-    assert_eq!(
-        skips(&feed_signal(&mut actor, &signal(4, open(9, Side::Buy, "1")))),
-        vec![SkipReason::LinkPaused]
-    );
+    assert_eq!(skips(&feed_signal(&mut actor, &signal(4, open(9, Side::Buy, "1")))), vec![SkipReason::LinkPaused]);
     feed(&mut actor, Input::Control(Control::ResumeLink(LINK)));
     feed(&mut actor, Input::Control(Control::PauseAll));
-    assert_eq!(
-        skips(&feed_signal(&mut actor, &signal(5, open(10, Side::Buy, "1")))),
-        vec![SkipReason::GloballyPaused]
-    );
+    assert_eq!(skips(&feed_signal(&mut actor, &signal(5, open(10, Side::Buy, "1")))), vec![SkipReason::GloballyPaused]);
 }
 
 #[test]
 fn broker_answers_move_orders_through_their_lifecycle() {
     let mut actor = actor(LinkRules::default());
     let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "1")));
-    let Command::Place(request) = commands(&out)[0] else {
-        panic!()
-    };
+    let Command::Place(request) = commands(&out)[0] else { panic!() };
     let rejected = Outcome::Order {
         client_id: request.client_id,
         result: Err(ConnectorError::Rejected(mirror_connector::RejectReason::new(
@@ -524,45 +364,22 @@ fn broker_answers_move_orders_through_their_lifecycle() {
         ))),
     };
     let out = feed(&mut actor, Input::Outcome(rejected));
-    assert!(out.iter().any(|a| matches!(
-        a,
-        Action::Audit(Audit {
-            event: AuditEvent::Rejected { .. },
-            ..
-        })
-    )));
+    assert!(out.iter().any(|a| matches!(a, Action::Audit(Audit { event: AuditEvent::Rejected { .. }, .. }))));
     assert_eq!(actor.summary().live_orders, 0);
     assert_eq!(actor.summary().legs, 0, "a rejected open leaves no leg");
     // A late fill for the rejected order is refused by the lifecycle, not applied.
     let out = feed(&mut actor, fill(request.client_id, "1", "1.085", 70));
     assert!(
-        out.iter().any(|a| matches!(
-            a,
-            Action::Audit(Audit {
-                event: AuditEvent::InvalidTransition { .. },
-                ..
-            })
-        )),
+        out.iter().any(|a| matches!(a, Action::Audit(Audit { event: AuditEvent::InvalidTransition { .. }, .. }))),
         "{out:?}"
     );
     assert_eq!(actor.summary().legs, 0);
 
     // A timeout keeps the order in flight, neither rejected nor working.
     let out = feed_signal(&mut actor, &signal(2, open(8, Side::Buy, "1")));
-    let Command::Place(request) = commands(&out)[0] else {
-        panic!()
-    };
-    let timeout = ConnectorError::Timeout {
-        operation: "place",
-        timeout: std::time::Duration::from_secs(5),
-    };
-    feed(
-        &mut actor,
-        Input::Outcome(Outcome::Order {
-            client_id: request.client_id,
-            result: Err(timeout),
-        }),
-    );
+    let Command::Place(request) = commands(&out)[0] else { panic!() };
+    let timeout = ConnectorError::Timeout { operation: "place", timeout: std::time::Duration::from_secs(5) };
+    feed(&mut actor, Input::Outcome(Outcome::Order { client_id: request.client_id, result: Err(timeout) }));
     assert_eq!(actor.summary().live_orders, 1);
     // Reconciliation later finds it filled.
     feed(&mut actor, fill(request.client_id, "1", "1.085", 71));
@@ -572,18 +389,10 @@ fn broker_answers_move_orders_through_their_lifecycle() {
         &mut actor,
         Input::Outcome(Outcome::Order {
             client_id: request.client_id,
-            result: Ok(PlaceAck {
-                broker_id: BrokerOrderId(5),
-            }),
+            result: Ok(PlaceAck { broker_id: BrokerOrderId(5) }),
         }),
     );
-    assert!(!out.iter().any(|a| matches!(
-        a,
-        Action::Audit(Audit {
-            event: AuditEvent::InvalidTransition { .. },
-            ..
-        })
-    )));
+    assert!(!out.iter().any(|a| matches!(a, Action::Audit(Audit { event: AuditEvent::InvalidTransition { .. }, .. }))));
 }
 
 #[test]
@@ -605,13 +414,8 @@ fn fixed_distance_levels_are_amended_to_the_actual_fill() {
     };
     let mut actor = actor(rules);
     let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "1")));
-    let Command::Place(request) = commands(&out)[0] else {
-        panic!()
-    };
-    assert_eq!(
-        (request.stop_loss, request.take_profit),
-        (Some(p("1.083")), Some(p("1.089")))
-    );
+    let Command::Place(request) = commands(&out)[0] else { panic!() };
+    assert_eq!((request.stop_loss, request.take_profit), (Some(p("1.083")), Some(p("1.089"))));
     // Filled 3 pips worse than the reference: the levels follow the real entry.
     let out = feed(&mut actor, fill(request.client_id, "1", "1.08530", 70));
     assert_eq!(
@@ -625,9 +429,7 @@ fn fixed_distance_levels_are_amended_to_the_actual_fill() {
     );
     // Filled exactly at the reference: nothing to amend.
     let out = feed_signal(&mut actor, &signal(2, open(8, Side::Buy, "1")));
-    let Command::Place(request) = commands(&out)[0] else {
-        panic!()
-    };
+    let Command::Place(request) = commands(&out)[0] else { panic!() };
     assert!(commands(&feed(&mut actor, fill(request.client_id, "1", "1.085", 71))).is_empty());
 }
 
@@ -658,29 +460,19 @@ fn a_leaders_position_changes_become_signals() {
     let out = feed(&mut leader, Input::Event(ConnectorEvent::Working(working)));
     assert!(matches!(
         drafts(&out)[..],
-        [SignalAction::Open(OpenSignal {
-            leader: LeaderRef(55),
-            kind: OrderKind::Limit { .. },
-            ..
-        })]
+        [SignalAction::Open(OpenSignal { leader: LeaderRef(55), kind: OrderKind::Limit { .. }, .. })]
     ));
     let manual_fill = Input::Event(ConnectorEvent::Order(OrderReport {
         client_id: None,
         broker_id: BrokerOrderId(55),
         symbol: sym("EURUSD"),
         side: Side::Buy,
-        kind: OrderReportKind::Filled(Fill {
-            qty: q("2"),
-            price: p("1.08"),
-            position: PositionId(60),
-        }),
+        kind: OrderReportKind::Filled(Fill { qty: q("2"), price: p("1.08"), position: PositionId(60) }),
         time_unix_ms: NOW.unix_ms,
     }));
     assert!(drafts(&feed(&mut leader, manual_fill)).is_empty());
     let out = feed(&mut leader, position_event(60, Side::Buy, "2", PositionChange::Opened));
-    let [SignalAction::Open(open)] = drafts(&out)[..] else {
-        panic!("{out:?}")
-    };
+    let [SignalAction::Open(open)] = drafts(&out)[..] else { panic!("{out:?}") };
     assert_eq!(
         (open.leader, open.from_pending, open.qty, open.reference_price),
         (LeaderRef(60), Some(LeaderRef(55)), q("2"), Some(p("1.08")))
@@ -688,40 +480,15 @@ fn a_leaders_position_changes_become_signals() {
     assert_eq!(open.contract_size, Some(q("100000")));
     let out = feed(
         &mut leader,
-        position_event(
-            60,
-            Side::Buy,
-            "1.5",
-            PositionChange::Reduced {
-                closed: q("0.5"),
-                qty_before: q("2"),
-            },
-        ),
+        position_event(60, Side::Buy, "1.5", PositionChange::Reduced { closed: q("0.5"), qty_before: q("2") }),
     );
     assert_eq!(
         drafts(&out),
-        vec![SignalAction::PartialClose {
-            leader: LeaderRef(60),
-            closed_qty: q("0.5"),
-            qty_before: q("2")
-        }]
+        vec![SignalAction::PartialClose { leader: LeaderRef(60), closed_qty: q("0.5"), qty_before: q("2") }]
     );
-    let out = feed(
-        &mut leader,
-        position_event(60, Side::Buy, "1.5", PositionChange::ProtectionChanged),
-    );
-    assert_eq!(
-        drafts(&out),
-        vec![SignalAction::Modify {
-            leader: LeaderRef(60),
-            stop_loss: None,
-            take_profit: None
-        }]
-    );
-    let out = feed(
-        &mut leader,
-        position_event(60, Side::Buy, "1.5", PositionChange::Closed { closed: q("1.5") }),
-    );
+    let out = feed(&mut leader, position_event(60, Side::Buy, "1.5", PositionChange::ProtectionChanged));
+    assert_eq!(drafts(&out), vec![SignalAction::Modify { leader: LeaderRef(60), stop_loss: None, take_profit: None }]);
+    let out = feed(&mut leader, position_event(60, Side::Buy, "1.5", PositionChange::Closed { closed: q("1.5") }));
     assert_eq!(drafts(&out), vec![SignalAction::Close { leader: LeaderRef(60) }]);
 }
 
@@ -733,13 +500,7 @@ fn a_copied_pending_order_follows_the_leaders_fill_without_a_second_order() {
         open.kind = OrderKind::Limit { price: p("1.08") };
     }
     let out = feed_signal(&mut actor, &signal(1, pending));
-    assert!(matches!(
-        commands(&out)[..],
-        [Command::Place(OrderRequest {
-            kind: OrderKind::Limit { .. },
-            ..
-        })]
-    ));
+    assert!(matches!(commands(&out)[..], [Command::Place(OrderRequest { kind: OrderKind::Limit { .. }, .. })]));
     // The leader's pending filled (position 60): we re-key, and place nothing.
     let mut filled = open(60, Side::Buy, "1");
     if let SignalAction::Open(open) = &mut filled {
@@ -751,4 +512,69 @@ fn a_copied_pending_order_follows_the_leaders_fill_without_a_second_order() {
     assert!(
         matches!(commands(&out)[..], [Command::Cancel(CancelRequest { client_id, .. })] if client_id == ClientOrderId::new(SignalId(1), ME, 0))
     );
+}
+
+fn netting_fill(client_id: ClientOrderId, side: Side, qty: &str, position: u64) -> Input<'static> {
+    Input::Event(ConnectorEvent::Order(OrderReport {
+        client_id: Some(client_id),
+        broker_id: BrokerOrderId(client_id.signal.0 * 100 + u64::from(client_id.leg)),
+        symbol: sym("EURUSD"),
+        side,
+        kind: OrderReportKind::Filled(Fill { qty: q(qty), price: p("1.085"), position: PositionId(position) }),
+        time_unix_ms: NOW.unix_ms,
+    }))
+}
+
+#[test]
+fn netting_copies_of_opposite_leader_positions_net_out_and_close_by_contribution() {
+    let mut actor = actor_with(LinkRules::default(), RiskLimits::default(), AccountMode::Netting, false);
+    // Leader position 7: long 2. The copy opens net position 70 (long 2).
+    let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "2")));
+    let Command::Place(first) = commands(&out)[0] else { panic!() };
+    feed(&mut actor, netting_fill(first.client_id, Side::Buy, "2", 70));
+    feed(&mut actor, position_event(70, Side::Buy, "2", PositionChange::Opened));
+    // Leader position 8: short 3. The copy sells 3: net 70 closes, net 71 opens short 1.
+    let out = feed_signal(&mut actor, &signal(2, open(8, Side::Sell, "3")));
+    let Command::Place(second) = commands(&out)[0] else { panic!() };
+    feed(&mut actor, netting_fill(second.client_id, Side::Sell, "2", 70));
+    feed(&mut actor, netting_fill(second.client_id, Side::Sell, "1", 71));
+    feed(&mut actor, position_event(70, Side::Buy, "2", PositionChange::Closed { closed: q("2") }));
+    feed(&mut actor, position_event(71, Side::Sell, "1", PositionChange::Opened));
+    assert_eq!(actor.summary().legs, 2, "both leader positions still have their copy");
+    // Leader closes 7 (its long): the follower sells its 2 more, whatever the net position is.
+    let out = feed_signal(&mut actor, &signal(3, SignalAction::Close { leader: LeaderRef(7) }));
+    let [Command::Place(close_long)] = commands(&out)[..] else { panic!("{out:?}") };
+    assert_eq!((close_long.side, close_long.qty, close_long.intent), (Side::Sell, q("2"), OrderIntent::Open));
+    feed(&mut actor, netting_fill(close_long.client_id, Side::Sell, "2", 71));
+    feed(&mut actor, position_event(71, Side::Sell, "3", PositionChange::Increased { added: q("2") }));
+    assert_eq!(actor.summary().legs, 1);
+    // Leader closes 8 (its short): the follower buys 3 and is flat.
+    let out = feed_signal(&mut actor, &signal(4, SignalAction::Close { leader: LeaderRef(8) }));
+    let [Command::Place(close_short)] = commands(&out)[..] else { panic!("{out:?}") };
+    assert_eq!((close_short.side, close_short.qty), (Side::Buy, q("3")));
+    feed(&mut actor, netting_fill(close_short.client_id, Side::Buy, "3", 71));
+    feed(&mut actor, position_event(71, Side::Sell, "3", PositionChange::Closed { closed: q("3") }));
+    assert_eq!(actor.summary().legs, 0);
+}
+
+#[test]
+fn a_position_the_broker_closes_by_itself_ends_its_copies() {
+    for mode in [AccountMode::Netting, AccountMode::Hedging] {
+        let mut actor = actor_with(LinkRules::default(), RiskLimits::default(), mode, false);
+        opened(&mut actor, "2");
+        // The copy's stop is hit at the broker: no Mirror order caused it.
+        let stop_hit = Input::Event(ConnectorEvent::Order(OrderReport {
+            client_id: None,
+            broker_id: BrokerOrderId(999),
+            symbol: sym("EURUSD"),
+            side: Side::Sell,
+            kind: OrderReportKind::Filled(Fill { qty: q("2"), price: p("1.08"), position: PositionId(70) }),
+            time_unix_ms: NOW.unix_ms,
+        }));
+        feed(&mut actor, stop_hit);
+        feed(&mut actor, position_event(70, Side::Buy, "2", PositionChange::Closed { closed: q("2") }));
+        assert_eq!(actor.summary().legs, 0, "{mode:?}");
+        let close = signal(9, SignalAction::Close { leader: LeaderRef(7) });
+        assert_eq!(skips(&feed_signal(&mut actor, &close)), vec![SkipReason::NoCopy], "{mode:?}");
+    }
 }

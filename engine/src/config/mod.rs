@@ -89,30 +89,20 @@ fn read_file(path: &Path) -> Result<Source, ConfigError> {
         reason: format!("cannot read the file: {e}"),
     })?;
     let raw = parse_text(path, &text)?;
-    Ok(Source {
-        path: path.to_path_buf(),
-        text,
-        raw,
-    })
+    Ok(Source { path: path.to_path_buf(), text, raw })
 }
 
 /// Parses one file's text, locating syntax and type errors.
 fn parse_text(path: &Path, text: &str) -> Result<RawFile, ConfigError> {
     let located_error = |span: Option<std::ops::Range<usize>>, message: &str, located: Option<&locate::Located<'_>>| {
         let (position, field) = match (span, located) {
-            (Some(span), Some(located)) => (
-                Some(located.line_col(span.start)),
-                located.path_at(span.start).to_string(),
-            ),
+            (Some(span), Some(located)) => {
+                (Some(located.line_col(span.start)), located.path_at(span.start).to_string())
+            }
             (Some(span), None) => (Some(line_col(text, span.start)), String::new()),
             _ => (None, String::new()),
         };
-        ConfigError {
-            file: path.to_path_buf(),
-            position,
-            field,
-            reason: message.trim().to_owned(),
-        }
+        ConfigError { file: path.to_path_buf(), position, field, reason: message.trim().to_owned() }
     };
     let root = toml::de::DeTable::parse(text).map_err(|e| located_error(e.span(), e.message(), None))?;
     let located = locate::Located::new(text, root);
@@ -121,10 +111,7 @@ fn parse_text(path: &Path, text: &str) -> Result<RawFile, ConfigError> {
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
-    (
-        before.matches('\n').count() + 1,
-        before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
-    )
+    (before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1)
 }
 
 /// Reads `path` and every file it includes, then validates and resolves the whole.
@@ -133,10 +120,7 @@ pub fn load(path: &Path) -> Result<Resolved, ConfigErrors> {
     let mut pending = vec![path.to_path_buf()];
     while let Some(next) = pending.pop() {
         let canonical = next.canonicalize().unwrap_or_else(|_| next.clone());
-        if sources
-            .iter()
-            .any(|s| s.path.canonicalize().unwrap_or_else(|_| s.path.clone()) == canonical)
-        {
+        if sources.iter().any(|s| s.path.canonicalize().unwrap_or_else(|_| s.path.clone()) == canonical) {
             continue;
         }
         if sources.len() >= FILES_MAX {
@@ -170,11 +154,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Resolved, ConfigErrors> {
         }
         .into());
     }
-    resolve::resolve(&[Source {
-        path: path.to_path_buf(),
-        text: text.to_owned(),
-        raw,
-    }])
+    resolve::resolve(&[Source { path: path.to_path_buf(), text: text.to_owned(), raw }])
 }
 
 #[cfg(test)]

@@ -128,9 +128,7 @@ impl Errors<'_> {
 /// Exactly `a × b` for two fixed-point values (e.g. tick size × contract size), if it fits.
 fn product(a: i64, b: i64) -> Option<i64> {
     let raw = i128::from(a) * i128::from(b);
-    (raw % i128::from(SCALE) == 0)
-        .then(|| i64::try_from(raw / i128::from(SCALE)).ok())
-        .flatten()
+    (raw % i128::from(SCALE) == 0).then(|| i64::try_from(raw / i128::from(SCALE)).ok()).flatten()
 }
 
 fn decimals_of(raw: i64) -> u8 {
@@ -156,11 +154,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         .iter()
         .map(|s| Located::new(&s.text, toml::de::DeTable::parse(&s.text).expect("parsed before")))
         .collect();
-    let mut errors = Errors {
-        sources,
-        located,
-        list: Vec::new(),
-    };
+    let mut errors = Errors { sources, located, list: Vec::new() };
     let root = FieldPath::root();
 
     // Sections that only one file may define.
@@ -168,48 +162,27 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         if defined.len() > 1 {
             let first = errors.sources[defined[0]].path.display().to_string();
             for file in &defined[1..] {
-                errors.at(
-                    *file,
-                    &root.key(name),
-                    format!("[{name}] is already defined in {first}"),
-                );
+                errors.at(*file, &root.key(name), format!("[{name}] is already defined in {first}"));
             }
         }
         defined.first().copied()
     };
-    let engine_file = single(
-        &mut errors,
-        "engine",
-        (0..sources.len())
-            .filter(|i| sources[*i].raw.engine.is_some())
-            .collect(),
-    );
-    let logging_file = single(
-        &mut errors,
-        "logging",
-        (0..sources.len())
-            .filter(|i| sources[*i].raw.logging.is_some())
-            .collect(),
-    );
-    let sim_file = single(
-        &mut errors,
-        "sim",
-        (0..sources.len()).filter(|i| sources[*i].raw.sim.is_some()).collect(),
-    );
+    let engine_file =
+        single(&mut errors, "engine", (0..sources.len()).filter(|i| sources[*i].raw.engine.is_some()).collect());
+    let logging_file =
+        single(&mut errors, "logging", (0..sources.len()).filter(|i| sources[*i].raw.logging.is_some()).collect());
+    let sim_file = single(&mut errors, "sim", (0..sources.len()).filter(|i| sources[*i].raw.sim.is_some()).collect());
 
-    let engine = engine_file
-        .and_then(|f| sources[f].raw.engine.clone())
-        .unwrap_or_default();
+    let engine = engine_file.and_then(|f| sources[f].raw.engine.clone()).unwrap_or_default();
     let engine_at = |key: &str| (engine_file.unwrap_or(0), root.key("engine").key(key));
     let shards = engine.shards.unwrap_or_else(default_shards);
     if !(1..=64).contains(&shards) {
         let (file, path) = engine_at("shards");
         errors.at(file, &path, format!("must be between 1 and 64, got {shards}"));
     }
-    for (key, value) in [
-        ("mailbox_capacity", engine.mailbox_capacity),
-        ("connector_queue_capacity", engine.connector_queue_capacity),
-    ] {
+    for (key, value) in
+        [("mailbox_capacity", engine.mailbox_capacity), ("connector_queue_capacity", engine.connector_queue_capacity)]
+    {
         if value < 16 {
             let (file, path) = engine_at(key);
             errors.at(file, &path, format!("must be at least 16, got {value}"));
@@ -217,11 +190,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
     }
     if engine.day_start_utc_hour > 23 {
         let (file, path) = engine_at("day_start_utc_hour");
-        errors.at(
-            file,
-            &path,
-            format!("must be an hour from 0 to 23, got {}", engine.day_start_utc_hour),
-        );
+        errors.at(file, &path, format!("must be an hour from 0 to 23, got {}", engine.day_start_utc_hour));
     }
     if engine.call_timeout_ms == 0 {
         let (file, path) = engine_at("call_timeout_ms");
@@ -229,11 +198,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
     }
     if engine.status_interval_ms < 100 {
         let (file, path) = engine_at("status_interval_ms");
-        errors.at(
-            file,
-            &path,
-            format!("must be at least 100 ms, got {}", engine.status_interval_ms),
-        );
+        errors.at(file, &path, format!("must be at least 100 ms, got {}", engine.status_interval_ms));
     }
     let runtime = RuntimeSettings {
         shards,
@@ -249,9 +214,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         ..ConnectorSettings::default()
     };
 
-    let logging = logging_file
-        .and_then(|f| sources[f].raw.logging.clone())
-        .unwrap_or_default();
+    let logging = logging_file.and_then(|f| sources[f].raw.logging.clone()).unwrap_or_default();
     if !["hourly", "daily", "minutely"].contains(&logging.rotation.as_str()) {
         errors.at(
             logging_file.unwrap_or(0),
@@ -273,11 +236,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
     }
     if sim_section.latency_min_ms > sim_section.latency_max_ms {
         let (file, path) = sim_at("latency_max_ms");
-        errors.at(
-            file,
-            &path,
-            format!("must not be below latency_min_ms ({})", sim_section.latency_min_ms),
-        );
+        errors.at(file, &path, format!("must not be below latency_min_ms ({})", sim_section.latency_min_ms));
     }
     let sim = SimConfig {
         seed: sim_section.seed,
@@ -310,10 +269,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
                 errors.at(
                     file,
                     &path,
-                    format!(
-                        "instrument {symbol} is already defined in {}",
-                        sources[first].path.display()
-                    ),
+                    format!("instrument {symbol} is already defined in {}", sources[first].path.display()),
                 );
                 continue;
             }
@@ -394,10 +350,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
             }
             if let Some(account) = resolve_account(&mut errors, file, &path, entry, &catalog, &feeds, &profiles) {
                 let symbols = account.instruments.iter().map(|i| i.spec.symbol).collect();
-                naming.insert(
-                    entry.name.clone(),
-                    (entry.symbol_prefix.clone(), entry.symbol_suffix.clone(), symbols),
-                );
+                naming.insert(entry.name.clone(), (entry.symbol_prefix.clone(), entry.symbol_suffix.clone(), symbols));
                 accounts.push(account);
             }
         }
@@ -440,11 +393,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
             } else if let Some(source) = resolved_sources.iter().find(|s| s.name == entry.leader) {
                 Origin::Source(source.id)
             } else {
-                errors.at(
-                    file,
-                    &path.key("leader"),
-                    format!("no account or source is named `{}`", entry.leader),
-                );
+                errors.at(file, &path.key("leader"), format!("no account or source is named `{}`", entry.leader));
                 continue;
             };
             let Some(follower) = accounts.iter().find(|a| a.name == entry.follower) else {
@@ -499,25 +448,16 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         // Report the cycle at its link that comes last in the files, and walk the cycle
         // from that link's follower so the message reads in the order the links were written.
         let edge_index = |from: AccountId, to: AccountId| {
-            links
-                .iter()
-                .position(|l| l.leader == Origin::Account(from) && l.follower == to)
-                .unwrap_or(0)
+            links.iter().position(|l| l.leader == Origin::Account(from) && l.follower == to).unwrap_or(0)
         };
         let hops: Vec<(usize, AccountId)> = cycle.windows(2).map(|w| (edge_index(w[0], w[1]), w[1])).collect();
         let closing = hops.iter().map(|(index, _)| *index).max().unwrap_or(0);
         let start = hops.iter().position(|(index, _)| *index == closing).unwrap_or(0);
         let name = |id: &AccountId| accounts.iter().find(|a| a.id == *id).map_or("?", |a| a.name.as_str());
-        let mut names: Vec<&str> = (0..=hops.len())
-            .map(|i| name(&hops[(start + i) % hops.len()].1))
-            .collect();
+        let mut names: Vec<&str> = (0..=hops.len()).map(|i| name(&hops[(start + i) % hops.len()].1)).collect();
         names.dedup();
         let (file, path) = link_at[closing].clone();
-        errors.at(
-            file,
-            &path,
-            format!("this link closes a copy cycle: {}", names.join(" → ")),
-        );
+        errors.at(file, &path, format!("this link closes a copy cycle: {}", names.join(" → ")));
     }
 
     if !errors.list.is_empty() {
@@ -577,11 +517,7 @@ fn catalog_entry(
     }
     let Some(price) = entry.price else {
         if entry.priced_by.is_none() {
-            errors.at(
-                file,
-                path,
-                "needs a starting `price` for its simulated market, or `priced_by`",
-            );
+            errors.at(file, path, "needs a starting `price` for its simulated market, or `priced_by`");
             return None;
         }
         return Some((spec, None));
@@ -590,10 +526,7 @@ fn catalog_entry(
         errors.at(
             file,
             &path.key("price"),
-            format!(
-                "the starting price {price} must be positive and on the {} tick grid",
-                spec.tick_size
-            ),
+            format!("the starting price {price} must be positive and on the {} tick grid", spec.tick_size),
         );
         return None;
     }
@@ -608,10 +541,7 @@ fn catalog_entry(
 }
 
 fn check_limits(errors: &mut Errors<'_>, file: usize, path: &FieldPath, limits: &RiskLimits) {
-    for (key, value) in [
-        ("max_order_qty", limits.max_order_qty),
-        ("max_symbol_exposure", limits.max_symbol_exposure),
-    ] {
+    for (key, value) in [("max_order_qty", limits.max_order_qty), ("max_symbol_exposure", limits.max_symbol_exposure)] {
         if value.is_some_and(|v| !v.is_positive()) {
             errors.at(file, &path.key(key), "must be positive");
         }
@@ -629,11 +559,7 @@ fn check_limits(errors: &mut Errors<'_>, file: usize, path: &FieldPath, limits: 
         if let Some(pct) = value
             && (!pct.is_positive() || pct.num() > 100 * pct.den())
         {
-            errors.at(
-                file,
-                &path.key(key),
-                format!("must be a percentage above 0 and at most 100, got {pct}"),
-            );
+            errors.at(file, &path.key(key), format!("must be a percentage above 0 and at most 100, got {pct}"));
         }
     }
 }
@@ -652,18 +578,11 @@ fn resolve_account(
         errors.at(
             file,
             &path.key("platform"),
-            format!(
-                "platform `{}` has no connector in this build yet; only `sim` accounts can run",
-                entry.platform
-            ),
+            format!("platform `{}` has no connector in this build yet; only `sim` accounts can run", entry.platform),
         );
     }
     if !entry.balance.is_positive() {
-        errors.at(
-            file,
-            &path.key("balance"),
-            format!("must be positive, got {}", entry.balance),
-        );
+        errors.at(file, &path.key("balance"), format!("must be positive, got {}", entry.balance));
     }
     let risk = match &entry.risk {
         Some(name) => match profiles.get(name) {
@@ -697,11 +616,7 @@ fn resolve_account(
     };
     for key in entry.overrides.keys() {
         if !Symbol::new(key).is_ok_and(|s| chosen.contains(&s)) {
-            errors.at(
-                file,
-                &path.key("overrides").key(key),
-                format!("{key} is not one of the account's instruments"),
-            );
+            errors.at(file, &path.key("overrides").key(key), format!("{key} is not one of the account's instruments"));
         }
     }
     let mut instruments = Vec::new();
@@ -724,43 +639,26 @@ fn resolve_account(
             if let Err(error) = spec.validate() {
                 errors.at(
                     file,
-                    &path
-                        .key("overrides")
-                        .key(canonical.as_str())
-                        .key(spec_error_field(&error)),
+                    &path.key("overrides").key(canonical.as_str()).key(spec_error_field(&error)),
                     error.to_string(),
                 );
             }
         }
-        instruments.push(SimInstrument {
-            spec,
-            feed: feeds.get(canonical).copied().unwrap_or(*canonical),
-        });
+        instruments.push(SimInstrument { spec, feed: feeds.get(canonical).copied().unwrap_or(*canonical) });
     }
     let autotrade = entry.autotrade.as_ref().map(|auto| {
         let auto_path = path.key("autotrade");
         if auto.every_ms < 50 {
-            errors.at(
-                file,
-                &auto_path.key("every_ms"),
-                format!("must be at least 50 ms, got {}", auto.every_ms),
-            );
+            errors.at(file, &auto_path.key("every_ms"), format!("must be at least 50 ms, got {}", auto.every_ms));
         }
         if auto.quantities.is_empty() {
             errors.at(file, &auto_path.key("quantities"), "must list at least one quantity");
         }
-        let symbols: Vec<Symbol> = if auto.symbols.is_empty() {
-            chosen.clone()
-        } else {
-            auto.symbols.clone()
-        };
+        let symbols: Vec<Symbol> = if auto.symbols.is_empty() { chosen.clone() } else { auto.symbols.clone() };
         let mut own = Vec::new();
         for (index, canonical) in symbols.iter().enumerate() {
-            let Some(instrument) = instruments
-                .iter()
-                .zip(&chosen)
-                .find(|(_, chosen)| *chosen == canonical)
-                .map(|(i, _)| i)
+            let Some(instrument) =
+                instruments.iter().zip(&chosen).find(|(_, chosen)| *chosen == canonical).map(|(i, _)| i)
             else {
                 errors.at(
                     file,
@@ -786,9 +684,7 @@ fn resolve_account(
             }
             own.push(instrument.spec.symbol);
         }
-        let seed = auto
-            .seed
-            .unwrap_or_else(|| u64::from(AccountId::from_name(&entry.name).0));
+        let seed = auto.seed.unwrap_or_else(|| u64::from(AccountId::from_name(&entry.name).0));
         (
             AutoTraderConfig {
                 every: Duration::from_millis(auto.every_ms),
@@ -844,26 +740,17 @@ fn link_rules(
             errors.at(file, &sizing.key("multiplier"), "must be above 0");
         }
         SizingRule::RiskPercent { percent } if !positive(percent) || percent.num() > 100 * percent.den() => {
-            errors.at(
-                file,
-                &sizing.key("percent"),
-                format!("must be above 0 and at most 100, got {percent}"),
-            );
+            errors.at(file, &sizing.key("percent"), format!("must be above 0 and at most 100, got {percent}"));
         }
         _ => {}
     }
-    if matches!(
-        entry.sizing,
-        SizingRule::BalanceRatio { .. } | SizingRule::EquityRatio { .. }
-    ) && matches!(leader, Origin::Source(_))
+    if matches!(entry.sizing, SizingRule::BalanceRatio { .. } | SizingRule::EquityRatio { .. })
+        && matches!(leader, Origin::Source(_))
     {
         errors.at(
             file,
             &sizing.key("mode"),
-            format!(
-                "balance and equity ratios need a leader account; `{}` is a source",
-                entry.leader
-            ),
+            format!("balance and equity ratios need a leader account; `{}` is a source", entry.leader),
         );
     }
     if entry.max_qty.is_some_and(|q| !q.is_positive()) {
@@ -873,37 +760,25 @@ fn link_rules(
         if let ProtectionRule::Distance(distance) = rule
             && !distance.is_positive()
         {
-            errors.at(
-                file,
-                &path.key(key).key("distance"),
-                format!("must be positive, got {distance}"),
-            );
+            errors.at(file, &path.key(key).key("distance"), format!("must be positive, got {distance}"));
         }
     }
     if entry.max_signal_age_ms == Some(0) {
         errors.at(file, &path.key("max_signal_age_ms"), "must be positive");
     }
-    let (leader_prefix, leader_suffix) = naming
-        .get(&entry.leader)
-        .map_or((String::new(), String::new()), |(p, s, _)| (p.clone(), s.clone()));
+    let (leader_prefix, leader_suffix) =
+        naming.get(&entry.leader).map_or((String::new(), String::new()), |(p, s, _)| (p.clone(), s.clone()));
     let (follower_prefix, follower_suffix, follower_symbols) = naming.get(&entry.follower).cloned().unwrap_or_default();
     for (leader_symbol, mapped) in &entry.symbol_map {
         if !follower_symbols.contains(&mapped.symbol) {
             errors.at(
                 file,
                 &path.key("symbol_map").key(leader_symbol.as_str()),
-                format!(
-                    "{} → {}: `{}` does not trade {}",
-                    leader_symbol, mapped.symbol, entry.follower, mapped.symbol
-                ),
+                format!("{} → {}: `{}` does not trade {}", leader_symbol, mapped.symbol, entry.follower, mapped.symbol),
             );
         }
         if !mapped.ratio.is_positive() {
-            errors.at(
-                file,
-                &path.key("symbol_map").key(leader_symbol.as_str()).key("ratio"),
-                "must be above 0",
-            );
+            errors.at(file, &path.key("symbol_map").key(leader_symbol.as_str()).key("ratio"), "must be above 0");
         }
     }
     LinkRules {

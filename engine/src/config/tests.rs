@@ -58,11 +58,7 @@ fn check(extra: &str) -> Result<Resolved, ConfigErrors> {
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
-    format!("{BASE}{text}")
-        .lines()
-        .position(|l| l.contains(needle))
-        .expect("needle present")
-        + 1
+    format!("{BASE}{text}").lines().position(|l| l.contains(needle)).expect("needle present") + 1
 }
 
 fn one_error(extra: &str) -> ConfigError {
@@ -85,39 +81,19 @@ symbol_map = { ES = { symbol = "MES.r", ratio = 10 } }
     .unwrap();
     assert_eq!(resolved.accounts.len(), 2);
     let follower = &resolved.accounts[1];
-    assert!(
-        follower
-            .instruments
-            .iter()
-            .any(|i| i.spec.symbol.as_str() == "EURUSD.r" && i.feed.as_str() == "EURUSD")
-    );
-    assert_eq!(
-        follower.risk.max_daily_drawdown_pct,
-        Some(mirror_model::Ratio::integer(3).unwrap())
-    );
+    assert!(follower.instruments.iter().any(|i| i.spec.symbol.as_str() == "EURUSD.r" && i.feed.as_str() == "EURUSD"));
+    assert_eq!(follower.risk.max_daily_drawdown_pct, Some(mirror_model::Ratio::integer(3).unwrap()));
     let link = &resolved.links[0];
-    assert_eq!(
-        link.rules.symbols.suffix, ".r",
-        "the follower's suffix is the link's default"
-    );
+    assert_eq!(link.rules.symbols.suffix, ".r", "the follower's suffix is the link's default");
     // EURUSD tick value defaults to tick × contract size = 1.
-    assert_eq!(
-        resolved.catalog[&"EURUSD".parse().unwrap()].tick_value,
-        mirror_model::Money::parse("1").unwrap()
-    );
-    assert_eq!(
-        resolved.catalog[&"ES".parse().unwrap()].tick_value,
-        mirror_model::Money::parse("12.5").unwrap()
-    );
+    assert_eq!(resolved.catalog[&"EURUSD".parse().unwrap()].tick_value, mirror_model::Money::parse("1").unwrap());
+    assert_eq!(resolved.catalog[&"ES".parse().unwrap()].tick_value, mirror_model::Money::parse("12.5").unwrap());
 }
 
 #[test]
 fn syntax_errors_have_a_line() {
     let error = one_error("\n[[links]\nleader = 1\n");
-    assert_eq!(
-        error.position.map(|p| p.0),
-        Some(line_of("\n[[links]\nleader = 1\n", "[[links]"))
-    );
+    assert_eq!(error.position.map(|p| p.0), Some(line_of("\n[[links]\nleader = 1\n", "[[links]")));
     assert_eq!(error.file, Path::new("config/test.toml"));
 }
 
@@ -161,30 +137,20 @@ symbol_map = { ES = "MNQ" }
     let lines: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
     let follower_line = line_of(extra, "follower = \"nobody\"");
     assert!(
-        lines.contains(&format!(
-            "config/test.toml:{follower_line}:12: links[0].follower: no account is named `nobody`"
-        )),
+        lines
+            .contains(&format!("config/test.toml:{follower_line}:12: links[0].follower: no account is named `nobody`")),
         "{errors}"
     );
     assert!(
-        errors
-            .0
-            .iter()
-            .any(|e| e.field == "links[1].follower" && e.reason == "an account cannot copy itself"),
+        errors.0.iter().any(|e| e.field == "links[1].follower" && e.reason == "an account cannot copy itself"),
         "{errors}"
     );
     assert!(
-        errors
-            .0
-            .iter()
-            .any(|e| e.field == "links[2].sizing.percent" && e.reason.contains("at most 100")),
+        errors.0.iter().any(|e| e.field == "links[2].sizing.percent" && e.reason.contains("at most 100")),
         "{errors}"
     );
     assert!(
-        errors
-            .0
-            .iter()
-            .any(|e| e.field == "links[2].symbol_map.ES" && e.reason.contains("does not trade MNQ")),
+        errors.0.iter().any(|e| e.field == "links[2].symbol_map.ES" && e.reason.contains("does not trade MNQ")),
         "{errors}"
     );
 }
@@ -211,10 +177,7 @@ follower = "leader"
 "#;
     let error = one_error(extra);
     assert_eq!(error.field, "links[2]");
-    assert_eq!(
-        error.reason,
-        "this link closes a copy cycle: leader → follower → third → leader"
-    );
+    assert_eq!(error.reason, "this link closes a copy cycle: leader → follower → third → leader");
     assert_eq!(error.position.unwrap().0, line_of(extra, "leader = \"third\"") - 1);
 }
 
@@ -226,10 +189,7 @@ fn bad_accounts_and_instruments_are_located() {
 
     let error = one_error("\n[[accounts]]\nname = \"leader\"\nplatform = \"sim\"\nbalance = 1\n");
     assert_eq!(error.field, "accounts[2].name");
-    assert!(
-        error.reason.starts_with("account `leader` is already defined (line "),
-        "{error}"
-    );
+    assert!(error.reason.starts_with("account `leader` is already defined (line "), "{error}");
 
     let error = one_error("\n[[accounts]]\nname = \"y\"\nplatform = \"sim\"\nbalance = 1\nrisk = \"nope\"\n");
     assert_eq!(error.field, "accounts[2].risk");
@@ -245,10 +205,7 @@ fn bad_accounts_and_instruments_are_located() {
         "\n[[accounts]]\nname = \"z\"\nplatform = \"sim\"\nbalance = 1\n[accounts.autotrade]\nevery_ms = 500\nquantities = [\"0.5\"]\nsymbols = [\"ES\"]\n",
     );
     assert_eq!(error.field, "accounts[2].autotrade.quantities[0]");
-    assert!(
-        error.reason.starts_with("0.5 is not a tradable quantity of ES"),
-        "{error}"
-    );
+    assert!(error.reason.starts_with("0.5 is not a tradable quantity of ES"), "{error}");
 }
 
 #[test]

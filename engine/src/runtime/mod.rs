@@ -69,10 +69,7 @@ impl CorePlan {
     pub fn new(settings: &RuntimeSettings) -> Self {
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         if !settings.pin_cores || cores.len() < 2 {
-            return Self {
-                shard_cores: Vec::new(),
-                io_cores: cores,
-            };
+            return Self { shard_cores: Vec::new(), io_cores: cores };
         }
         let shards = settings.shards.min(cores.len() - 1);
         let shard_cores: Vec<_> = cores[1..=shards].to_vec();
@@ -153,33 +150,16 @@ pub struct AccountView {
 
 impl AccountView {
     fn of(actor: &AccountActor) -> Self {
-        Self {
-            id: actor.id(),
-            name: Arc::clone(actor.name()),
-            summary: actor.summary(),
-            positions: actor.positions(),
-        }
+        Self { id: actor.id(), name: Arc::clone(actor.name()), summary: actor.summary(), positions: actor.positions() }
     }
 }
 
 pub(crate) enum ShardMsg {
-    Signal {
-        signal: SharedSignal,
-        targets: Arc<[Target]>,
-        parts: u16,
-    },
-    SignalOwned {
-        items: Vec<(Target, Signal)>,
-        parts: u16,
-    },
-    Input {
-        slot: u32,
-        input: OwnedInput,
-    },
+    Signal { signal: SharedSignal, targets: Arc<[Target]>, parts: u16 },
+    SignalOwned { items: Vec<(Target, Signal)>, parts: u16 },
+    Input { slot: u32, input: OwnedInput },
     Broadcast(Control),
-    Query {
-        reply: flume::Sender<Vec<AccountView>>,
-    },
+    Query { reply: flume::Sender<Vec<AccountView>> },
     Stop,
 }
 
@@ -193,19 +173,13 @@ pub struct SignalIds {
 impl SignalIds {
     /// Ids starting at the current Unix time in microseconds.
     pub fn from_wall_clock() -> Self {
-        let micros = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_micros());
-        Self {
-            next: AtomicU64::new(u64::try_from(micros).unwrap_or(u64::MAX / 2)),
-        }
+        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros());
+        Self { next: AtomicU64::new(u64::try_from(micros).unwrap_or(u64::MAX / 2)) }
     }
 
     /// Ids starting at `first`.
     pub fn starting_at(first: u64) -> Self {
-        Self {
-            next: AtomicU64::new(first),
-        }
+        Self { next: AtomicU64::new(first) }
     }
 
     /// The next id.
@@ -267,11 +241,7 @@ impl Shared {
                 for group in fanout {
                     messages.push((
                         group.shard,
-                        ShardMsg::Signal {
-                            signal: shared.clone(),
-                            targets: Arc::clone(&group.targets),
-                            parts,
-                        },
+                        ShardMsg::Signal { signal: shared.clone(), targets: Arc::clone(&group.targets), parts },
                     ));
                 }
             }
@@ -438,19 +408,15 @@ impl EngineBuilder {
             setup.inbound = map.inbound(setup.id);
             setup.is_leader = map.is_leader(setup.id);
             if setup.is_leader {
-                origin_symbols.insert(
-                    Origin::Account(setup.id),
-                    setup.instruments.iter().map(|s| s.symbol).collect(),
-                );
+                origin_symbols.insert(Origin::Account(setup.id), setup.instruments.iter().map(|s| s.symbol).collect());
             }
             let place = map.place(setup.id).expect("every account has a place");
             let (sender, receiver) = flume::bounded(self.settings.connector_queue_capacity.max(1));
             receivers.push((setup.id, receiver));
             per_shard[place.shard].push((AccountActor::new(setup), sender));
         }
-        let (mailboxes, inboxes): (Vec<_>, Vec<_>) = (0..shard_count)
-            .map(|_| flume::bounded(self.settings.mailbox_capacity.max(1)))
-            .unzip();
+        let (mailboxes, inboxes): (Vec<_>, Vec<_>) =
+            (0..shard_count).map(|_| flume::bounded(self.settings.mailbox_capacity.max(1))).unzip();
         let shared = Arc::new(Shared {
             map: Arc::clone(&map),
             mailboxes,
@@ -468,34 +434,19 @@ impl EngineBuilder {
         let mut threads = Vec::with_capacity(shard_count);
         for (index, (actors, inbox)) in per_shard.into_iter().zip(inboxes).enumerate() {
             let (actors, queues): (Vec<_>, Vec<_>) = actors.into_iter().unzip();
-            let shard = Shard::new(
-                index,
-                actors,
-                queues,
-                inbox,
-                Arc::clone(&shared),
-                self.settings.spin_iterations,
-            );
+            let shard = Shard::new(index, actors, queues, inbox, Arc::clone(&shared), self.settings.spin_iterations);
             let core = plan.shard_core(index);
-            let thread = std::thread::Builder::new()
-                .name(format!("mirror-shard-{index}"))
-                .spawn(move || {
-                    if let Some(core) = core
-                        && !core_affinity::set_for_current(core)
-                    {
-                        tracing::warn!(shard = index, "could not pin the shard thread to a core");
-                    }
-                    shard.run();
-                })?;
+            let thread = std::thread::Builder::new().name(format!("mirror-shard-{index}")).spawn(move || {
+                if let Some(core) = core
+                    && !core_affinity::set_for_current(core)
+                {
+                    tracing::warn!(shard = index, "could not pin the shard thread to a core");
+                }
+                shard.run();
+            })?;
             threads.push(thread);
         }
-        Ok((
-            Engine {
-                handle: EngineHandle { shared },
-                threads,
-            },
-            receivers,
-        ))
+        Ok((Engine { handle: EngineHandle { shared }, threads }, receivers))
     }
 }
 
@@ -536,17 +487,12 @@ impl AccountMailbox {
     /// Delivers an input, waiting while the shard's mailbox is full (back-pressure to the
     /// connector, never a drop). Fails only when the engine has stopped.
     pub async fn send(&self, input: OwnedInput) -> Result<(), SubmitError> {
-        self.sender
-            .send_async(ShardMsg::Input { slot: self.slot, input })
-            .await
-            .map_err(|_| SubmitError::Stopped)
+        self.sender.send_async(ShardMsg::Input { slot: self.slot, input }).await.map_err(|_| SubmitError::Stopped)
     }
 
     /// The same, from a thread.
     pub fn send_blocking(&self, input: OwnedInput) -> Result<(), SubmitError> {
-        self.sender
-            .send(ShardMsg::Input { slot: self.slot, input })
-            .map_err(|_| SubmitError::Stopped)
+        self.sender.send(ShardMsg::Input { slot: self.slot, input }).map_err(|_| SubmitError::Stopped)
     }
 }
 
@@ -558,9 +504,7 @@ pub struct EngineHandle {
 
 impl std::fmt::Debug for EngineHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineHandle")
-            .field("shards", &self.shared.mailboxes.len())
-            .finish_non_exhaustive()
+        f.debug_struct("EngineHandle").field("shards", &self.shared.mailboxes.len()).finish_non_exhaustive()
     }
 }
 
@@ -601,9 +545,7 @@ impl EngineHandle {
             return Err(error);
         }
         for (shard, message) in self.shared.route(OUTSIDE_SLOT, signal)? {
-            self.shared.mailboxes[shard]
-                .send(message)
-                .map_err(|_| SubmitError::Stopped)?;
+            self.shared.mailboxes[shard].send(message).map_err(|_| SubmitError::Stopped)?;
         }
         Ok(id)
     }
@@ -618,10 +560,7 @@ impl EngineHandle {
             && let Some(symbols) = self.shared.origin_symbols.get(&origin)
             && !symbols.contains(&open.symbol)
         {
-            return Err(SubmitError::UnknownSymbol {
-                origin,
-                symbol: open.symbol,
-            });
+            return Err(SubmitError::UnknownSymbol { origin, symbol: open.symbol });
         }
         Ok(())
     }
@@ -629,26 +568,19 @@ impl EngineHandle {
     /// The mailbox of an account.
     pub fn mailbox(&self, account: AccountId) -> Option<AccountMailbox> {
         let place = self.shared.map.place(account)?;
-        Some(AccountMailbox {
-            sender: self.shared.mailboxes[place.shard].clone(),
-            slot: place.slot,
-        })
+        Some(AccountMailbox { sender: self.shared.mailboxes[place.shard].clone(), slot: place.slot })
     }
 
     /// Sends an instruction to one account or to all.
     pub fn control(&self, scope: ControlScope, control: Control) -> Result<(), SubmitError> {
         match scope {
             ControlScope::Account(account) => {
-                let mailbox = self
-                    .mailbox(account)
-                    .ok_or(SubmitError::UnknownOrigin(Origin::Account(account)))?;
+                let mailbox = self.mailbox(account).ok_or(SubmitError::UnknownOrigin(Origin::Account(account)))?;
                 mailbox.send_blocking(OwnedInput::Control(control))
             }
             ControlScope::All => {
                 for mailbox in &self.shared.mailboxes {
-                    mailbox
-                        .send(ShardMsg::Broadcast(control))
-                        .map_err(|_| SubmitError::Stopped)?;
+                    mailbox.send(ShardMsg::Broadcast(control)).map_err(|_| SubmitError::Stopped)?;
                 }
                 Ok(())
             }
@@ -658,14 +590,7 @@ impl EngineHandle {
     /// Closes every position of one account or of all, with fresh client order ids.
     pub fn flatten(&self, scope: ControlScope) -> Result<SignalId, SubmitError> {
         let id = self.shared.ids.next();
-        self.control(
-            scope,
-            Control::Flatten {
-                id,
-                reason: crate::account::FlattenReason::Operator,
-                freeze: false,
-            },
-        )?;
+        self.control(scope, Control::Flatten { id, reason: crate::account::FlattenReason::Operator, freeze: false })?;
         Ok(id)
     }
 
@@ -674,19 +599,11 @@ impl EngineHandle {
         let mut views = Vec::new();
         for mailbox in &self.shared.mailboxes {
             let (reply, answer) = flume::bounded(1);
-            mailbox
-                .send(ShardMsg::Query { reply })
-                .map_err(|_| SubmitError::Stopped)?;
+            mailbox.send(ShardMsg::Query { reply }).map_err(|_| SubmitError::Stopped)?;
             views.extend(answer.recv().map_err(|_| SubmitError::Stopped)?);
         }
-        let order: FxHashMap<AccountId, usize> = self
-            .shared
-            .map
-            .accounts()
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (*id, i))
-            .collect();
+        let order: FxHashMap<AccountId, usize> =
+            self.shared.map.accounts().iter().enumerate().map(|(i, id)| (*id, i)).collect();
         views.sort_by_key(|v| order.get(&v.id).copied().unwrap_or(usize::MAX));
         Ok(views)
     }

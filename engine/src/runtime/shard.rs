@@ -166,14 +166,7 @@ impl Shard {
         let view = signal.view();
         let mut orders = 0;
         for target in targets {
-            orders += self.step(
-                now,
-                target.slot,
-                Input::Signal {
-                    signal: &view,
-                    link: target.link,
-                },
-            );
+            orders += self.step(now, target.slot, Input::Signal { signal: &view, link: target.link });
         }
         self.report_fanout(view.id, view.accepted_mono_ns, parts, targets.len(), orders);
     }
@@ -187,14 +180,7 @@ impl Shard {
         let followers = items.len();
         for (target, signal) in &items {
             let view = signal.view();
-            orders += self.step(
-                now,
-                target.slot,
-                Input::Signal {
-                    signal: &view,
-                    link: target.link,
-                },
-            );
+            orders += self.step(now, target.slot, Input::Signal { signal: &view, link: target.link });
         }
         self.report_fanout(id, accepted, parts, followers, orders);
     }
@@ -229,10 +215,7 @@ impl Shard {
         };
         let audits = std::mem::replace(&mut self.audits, sink.buffer());
         let dropped = audits.len() as u64;
-        let batch = TelemetryBatch {
-            audits,
-            fanout: self.fanout.take(),
-        };
+        let batch = TelemetryBatch { audits, fanout: self.fanout.take() };
         if let Err(error) = sink.sender.try_send(TelemetryMsg::Batch(batch)) {
             self.counts.add(Counter::TelemetryDropped, dropped.max(1));
             // Keep the buffer rather than allocate another.
@@ -255,11 +238,7 @@ impl Shard {
 
     fn broadcast(&mut self, now: Now, control: Control) {
         for slot in 0..self.actors.len() {
-            self.step(
-                now,
-                u32::try_from(slot).expect("fewer than 2³² actors"),
-                Input::Control(control),
-            );
+            self.step(now, u32::try_from(slot).expect("fewer than 2³² actors"), Input::Control(control));
         }
     }
 
@@ -293,10 +272,7 @@ impl Shard {
         for action in actions.drain(..) {
             match action {
                 Action::Send { command, .. } => {
-                    let queued = ConnectorCommand {
-                        command,
-                        handed_mono_ns: now.mono_ns,
-                    };
+                    let queued = ConnectorCommand { command, handed_mono_ns: now.mono_ns };
                     match self.queues[slot as usize].try_send(queued) {
                         Ok(()) => handed += 1,
                         Err(flume::TrySendError::Full(rejected) | flume::TrySendError::Disconnected(rejected)) => {
@@ -319,11 +295,7 @@ impl Shard {
                 }
                 Action::Flatten { group, reason } => {
                     let id = self.shared.ids.next();
-                    let control = Control::Flatten {
-                        id,
-                        reason,
-                        freeze: group,
-                    };
+                    let control = Control::Flatten { id, reason, freeze: group };
                     let mut accounts = vec![account];
                     if group {
                         accounts.extend_from_slice(self.shared.map.downstream(account));
@@ -347,13 +319,7 @@ impl Shard {
         let seq = self.audit_seq;
         self.audit_seq += 1;
         let shard = u16::try_from(self.index).unwrap_or(u16::MAX);
-        self.audits.push(AuditRecord {
-            shard,
-            seq,
-            mono_ns: now.mono_ns,
-            account,
-            audit,
-        });
+        self.audits.push(AuditRecord { shard, seq, mono_ns: now.mono_ns, account, audit });
     }
 
     /// A signal emitted by one of this shard's actors (a leader, or a chain).
@@ -376,13 +342,7 @@ impl Shard {
         let Some(place) = self.shared.map.place(account) else {
             return;
         };
-        self.send_to_shard(
-            place.shard,
-            ShardMsg::Input {
-                slot: place.slot,
-                input,
-            },
-        );
+        self.send_to_shard(place.shard, ShardMsg::Input { slot: place.slot, input });
     }
 
     fn send_to_shard(&mut self, shard: usize, message: ShardMsg) {

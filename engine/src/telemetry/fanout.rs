@@ -180,11 +180,7 @@ pub fn spawn_telemetry(
             run(receiver, returned, names, stats, window, published);
         })
         .expect("spawn the telemetry thread");
-    TelemetryHandle {
-        sink: TelemetrySink { sender, pool },
-        latency,
-        thread: Some(thread),
-    }
+    TelemetryHandle { sink: TelemetrySink { sender, pool }, latency, thread: Some(thread) }
 }
 
 fn run(
@@ -214,10 +210,7 @@ fn run(
             };
             handled += 1;
             match message {
-                TelemetryMsg::Batch(TelemetryBatch {
-                    mut audits,
-                    fanout: done,
-                }) => {
+                TelemetryMsg::Batch(TelemetryBatch { mut audits, fanout: done }) => {
                     if let Some(done) = done {
                         let now = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
                         record_fanout(&mut fanout, &mut partial, now, done);
@@ -262,10 +255,7 @@ fn record_fanout(fanout: &mut LatencyWindow, partial: &mut FxHashMap<SignalId, P
         fanout.record(now, done.done_mono_ns.saturating_sub(done.accepted_mono_ns));
         return;
     }
-    let entry = partial.entry(done.signal).or_insert(Partial {
-        parts_seen: 0,
-        done_max_ns: 0,
-    });
+    let entry = partial.entry(done.signal).or_insert(Partial { parts_seen: 0, done_max_ns: 0 });
     entry.parts_seen += 1;
     entry.done_max_ns = entry.done_max_ns.max(done.done_mono_ns);
     if entry.parts_seen >= done.parts {
@@ -283,36 +273,18 @@ fn log_audit(record: &AuditRecord, names: &FxHashMap<AccountId, Arc<str>>) {
     let signal = record.audit.signal.map(|s| s.0).unwrap_or(0);
     let seq = record.seq;
     match &record.audit.event {
-        AuditEvent::Copied {
-            client_id,
-            symbol,
-            side,
-            qty,
-            kind,
-            adjustment,
-        } => tracing::info!(
+        AuditEvent::Copied { client_id, symbol, side, qty, kind, adjustment } => tracing::info!(
             seq, account, signal, %client_id, %symbol, %side, %qty, ?kind, ?adjustment, "copied"
         ),
-        AuditEvent::Closing {
-            client_id,
-            position,
-            qty,
-        } => {
+        AuditEvent::Closing { client_id, position, qty } => {
             tracing::info!(seq, account, signal, %client_id, %position, %qty, "closing")
         }
-        AuditEvent::Modifying {
-            position,
-            stop_loss,
-            take_profit,
-        } => {
+        AuditEvent::Modifying { position, stop_loss, take_profit } => {
             tracing::info!(seq, account, signal, %position, ?stop_loss, ?take_profit, "modifying")
         }
         AuditEvent::Cancelling { client_id } => tracing::info!(seq, account, signal, %client_id, "cancelling"),
         // A close or modify for a leader position this follower never copied is routine.
-        AuditEvent::Skipped {
-            action,
-            reason: reason @ SkipReason::NoCopy,
-        } => {
+        AuditEvent::Skipped { action, reason: reason @ SkipReason::NoCopy } => {
             tracing::debug!(seq, account, signal, action, %reason, "nothing to copy")
         }
         AuditEvent::Skipped { action, reason } => {
@@ -345,11 +317,7 @@ fn log_audit(record: &AuditRecord, names: &FxHashMap<AccountId, Arc<str>>) {
         AuditEvent::Led { action } => tracing::debug!(seq, account, action = action.name(), "leader traded"),
         AuditEvent::Breach { breach } => tracing::warn!(seq, account, %breach, "risk guard tripped"),
         AuditEvent::Mode { mode } => tracing::warn!(seq, account, %mode, "risk mode"),
-        AuditEvent::Flattening {
-            reason,
-            positions,
-            orders,
-        } => {
+        AuditEvent::Flattening { reason, positions, orders } => {
             tracing::warn!(seq, account, signal, ?reason, positions, orders, "flattening")
         }
         AuditEvent::Paused { scope, paused } => tracing::info!(seq, account, scope, paused, "pause"),

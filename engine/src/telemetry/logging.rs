@@ -80,14 +80,8 @@ pub fn init_logging(settings: &LoggingSettings, console: Console) -> anyhow::Res
         .with_current_span(false)
         .with_writer(file_writer)
         .with_filter(file_filter);
-    tracing_subscriber::registry()
-        .with(stdout_layer)
-        .with(file_layer)
-        .try_init()?;
-    Ok(LogGuard {
-        _file: file_guard,
-        dir: settings.dir.clone(),
-    })
+    tracing_subscriber::registry().with(stdout_layer).with(file_layer).try_init()?;
+    Ok(LogGuard { _file: file_guard, dir: settings.dir.clone() })
 }
 
 use tracing_subscriber::Layer as _;

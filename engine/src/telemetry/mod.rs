@@ -124,10 +124,7 @@ fn counter_index(event: &AuditEvent) -> Option<usize> {
         AuditEvent::InvalidTransition { .. } => Counter::InvalidTransitions,
         AuditEvent::Skipped { reason, .. } => {
             let category = reason.category();
-            return SKIP_CATEGORIES
-                .iter()
-                .position(|c| *c == category)
-                .map(|index| FIXED_COUNTERS + index);
+            return SKIP_CATEGORIES.iter().position(|c| *c == category).map(|index| FIXED_COUNTERS + index);
         }
         _ => return None,
     };
@@ -178,9 +175,7 @@ pub struct Stats {
 
 impl Default for Stats {
     fn default() -> Self {
-        Self {
-            slots: (0..SLOTS).map(|_| Slot::default()).collect(),
-        }
+        Self { slots: (0..SLOTS).map(|_| Slot::default()).collect() }
     }
 }
 
@@ -223,10 +218,7 @@ impl StatsSnapshot {
 
     /// Skips of one category.
     pub fn skipped(&self, category: SkipCategory) -> u64 {
-        SKIP_CATEGORIES
-            .iter()
-            .position(|c| *c == category)
-            .map_or(0, |i| self.skipped[i])
+        SKIP_CATEGORIES.iter().position(|c| *c == category).map_or(0, |i| self.skipped[i])
     }
 }
 

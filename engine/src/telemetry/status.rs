@@ -23,12 +23,7 @@ struct ConsoleState {
 impl Console {
     /// A console on stdout.
     pub fn stdout() -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(ConsoleState {
-                tty: std::io::stdout().is_terminal(),
-                line: String::new(),
-            })),
-        }
+        Self { inner: Arc::new(Mutex::new(ConsoleState { tty: std::io::stdout().is_terminal(), line: String::new() })) }
     }
 
     /// Whether stdout is a terminal (the status line is redrawn in place) or not (it is
@@ -149,12 +144,7 @@ impl std::fmt::Display for StatusLine {
             write!(f, " ({})", reasons.join(", "))?;
         }
         if self.latency.samples > 0 {
-            write!(
-                f,
-                " │ fan-out p99 {} (p50 {})",
-                micros(self.latency.p99_ns),
-                micros(self.latency.p50_ns)
-            )?;
+            write!(f, " │ fan-out p99 {} (p50 {})", micros(self.latency.p99_ns), micros(self.latency.p50_ns))?;
         } else {
             f.write_str(" │ fan-out p99 –")?;
         }
@@ -172,26 +162,14 @@ mod tests {
 
     #[test]
     fn the_status_line_names_skip_reasons_and_latency() {
-        let mut stats = StatsSnapshot {
-            signals: 12,
-            copies: 200,
-            closes: 40,
-            fills: 238,
-            rejects: 2,
-            ..StatsSnapshot::default()
-        };
+        let mut stats =
+            StatsSnapshot { signals: 12, copies: 200, closes: 40, fills: 238, rejects: 2, ..StatsSnapshot::default() };
         stats.skipped[3] = 5;
         stats.skipped[4] = 1;
         stats.skipped[6] = 40; // no-copy: counted, not in the headline
         let line = StatusLine {
             stats,
-            latency: LatencySummary {
-                samples: 12,
-                p50_ns: 21_000,
-                p99_ns: 1_450_000,
-                p999_ns: 0,
-                max_ns: 0,
-            },
+            latency: LatencySummary { samples: 12, p50_ns: 21_000, p99_ns: 1_450_000, p999_ns: 0, max_ns: 0 },
             connected: (22, 22),
             restricted: 1,
             uptime_s: 30,

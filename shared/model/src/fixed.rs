@@ -198,16 +198,9 @@ impl Decimal {
             decimals -= 1;
         }
         if decimals > PARSE_DECIMALS_MAX {
-            return Err(DecimalError::TooPrecise {
-                text: trimmed.to_owned(),
-                decimals,
-                max: PARSE_DECIMALS_MAX,
-            });
+            return Err(DecimalError::TooPrecise { text: trimmed.to_owned(), decimals, max: PARSE_DECIMALS_MAX });
         }
-        Ok(Self {
-            mantissa: if negative { -mantissa } else { mantissa },
-            decimals,
-        })
+        Ok(Self { mantissa: if negative { -mantissa } else { mantissa }, decimals })
     }
 
     /// The exact decimal a float prints as (Rust prints the shortest text that round-trips,
@@ -451,26 +444,12 @@ impl<T> serde::de::Visitor<'_> for DecimalVisitor<T> {
 
     fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<T, E> {
         let text = value.to_string();
-        (self.build)(
-            Decimal {
-                mantissa: i128::from(value),
-                decimals: 0,
-            },
-            &text,
-        )
-        .map_err(E::custom)
+        (self.build)(Decimal { mantissa: i128::from(value), decimals: 0 }, &text).map_err(E::custom)
     }
 
     fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<T, E> {
         let text = value.to_string();
-        (self.build)(
-            Decimal {
-                mantissa: i128::from(value),
-                decimals: 0,
-            },
-            &text,
-        )
-        .map_err(E::custom)
+        (self.build)(Decimal { mantissa: i128::from(value), decimals: 0 }, &text).map_err(E::custom)
     }
 
     fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<T, E> {
@@ -519,10 +498,7 @@ impl Ratio {
         }
         let divisor = gcd(num.unsigned_abs().into(), den.unsigned_abs().into()).max(1);
         let divisor = i64::try_from(divisor).ok()?;
-        Some(Self {
-            num: num / divisor,
-            den: den / divisor,
-        })
+        Some(Self { num: num / divisor, den: den / divisor })
     }
 
     /// Whole number `n`.
@@ -555,10 +531,7 @@ impl Ratio {
                 return Err(DecimalError::Invalid(trimmed.to_owned()));
             }
             return num
-                .checked_mul(Self {
-                    num: den.den,
-                    den: den.num,
-                })
+                .checked_mul(Self { num: den.den, den: den.num })
                 .ok_or_else(|| DecimalError::OutOfRange(trimmed.to_owned()));
         }
         Self::from_decimal(Decimal::parse(trimmed)?, trimmed)
@@ -566,10 +539,7 @@ impl Ratio {
 
     fn from_decimal(decimal: Decimal, text: &str) -> Result<Self, DecimalError> {
         if decimal.mantissa < 0 {
-            return Err(DecimalError::Invalid(format!(
-                "{} (a ratio cannot be negative)",
-                text.trim()
-            )));
+            return Err(DecimalError::Invalid(format!("{} (a ratio cannot be negative)", text.trim())));
         }
         if decimal.decimals > RATIO_DECIMALS_MAX {
             return Err(DecimalError::TooPrecise {
@@ -593,10 +563,7 @@ impl Ratio {
         let den = i128::from(self.den) * i128::from(other.den);
         let divisor = gcd(num.unsigned_abs(), den.unsigned_abs()).max(1);
         let divisor = i128::try_from(divisor).ok()?;
-        Some(Self {
-            num: i64::try_from(num / divisor).ok()?,
-            den: i64::try_from(den / divisor).ok()?,
-        })
+        Some(Self { num: i64::try_from(num / divisor).ok()?, den: i64::try_from(den / divisor).ok()? })
     }
 
     /// The nearest `f64`, for display only.
@@ -609,10 +576,7 @@ impl Ratio {
 impl ArchivedRatio {
     /// The native value.
     pub fn to_native(&self) -> Ratio {
-        Ratio {
-            num: self.num.to_native(),
-            den: self.den.to_native(),
-        }
+        Ratio { num: self.num.to_native(), den: self.den.to_native() }
     }
 }
 
@@ -700,16 +664,9 @@ impl Fraction {
         if den == 0 {
             return None;
         }
-        let (num, den) = if den < 0 {
-            (num.checked_neg()?, den.checked_neg()?)
-        } else {
-            (num, den)
-        };
+        let (num, den) = if den < 0 { (num.checked_neg()?, den.checked_neg()?) } else { (num, den) };
         let divisor = i128::try_from(gcd(num.unsigned_abs(), den.unsigned_abs()).max(1)).ok()?;
-        Some(Self {
-            num: num / divisor,
-            den: den / divisor,
-        })
+        Some(Self { num: num / divisor, den: den / divisor })
     }
 
     /// `self × num ÷ den`. The fraction is only reduced (by GCD, which costs a loop of
@@ -720,10 +677,7 @@ impl Fraction {
         }
         if let (Some(n), Some(d)) = (self.num.checked_mul(num), self.den.checked_mul(den)) {
             return if d < 0 {
-                Some(Self {
-                    num: n.checked_neg()?,
-                    den: d.checked_neg()?,
-                })
+                Some(Self { num: n.checked_neg()?, den: d.checked_neg()? })
             } else {
                 Some(Self { num: n, den: d })
             };
@@ -773,20 +727,14 @@ mod tests {
         assert!(matches!(Price::parse("1__0"), Err(DecimalError::Invalid(_))));
         assert!(matches!(Price::parse("10_"), Err(DecimalError::Invalid(_))));
         let err = Price::parse("0.000000001").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "`0.000000001` has 9 decimal places; at most 8 are supported"
-        );
+        assert_eq!(err.to_string(), "`0.000000001` has 9 decimal places; at most 8 are supported");
         assert!(matches!(Money::parse("99999999999"), Err(DecimalError::OutOfRange(_))));
     }
 
     #[test]
     fn floats_are_refused_when_not_finite_and_exact_otherwise() {
         assert!(matches!(Price::from_f64(f64::NAN), Err(DecimalError::NotFinite(_))));
-        assert!(matches!(
-            Price::from_f64(f64::INFINITY),
-            Err(DecimalError::NotFinite(_))
-        ));
+        assert!(matches!(Price::from_f64(f64::INFINITY), Err(DecimalError::NotFinite(_))));
         assert_eq!(Price::from_f64(0.1).unwrap().raw(), 10_000_000);
         assert_eq!(Qty::from_f64(2.3).unwrap(), Qty::parse("2.3").unwrap());
     }
@@ -865,10 +813,6 @@ mod tests {
         assert_eq!(row.c.to_string(), "0.25");
         assert_eq!(row.r, Ratio::new(1, 10).unwrap());
         let err = serde_json::from_str::<Row>(r#"{"a":"abc","b":2,"c":0.25,"r":0.1}"#).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("expected a decimal number such as 1.25, got `abc`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("expected a decimal number such as 1.25, got `abc`"), "{err}");
     }
 }

@@ -161,11 +161,7 @@ impl ClientOrderId {
 impl ArchivedClientOrderId {
     /// The native value.
     pub fn to_native(&self) -> ClientOrderId {
-        ClientOrderId {
-            signal: self.signal.to_native(),
-            account: self.account.to_native(),
-            leg: self.leg.to_native(),
-        }
+        ClientOrderId { signal: self.signal.to_native(), account: self.account.to_native(), leg: self.leg.to_native() }
     }
 }
 
@@ -326,16 +322,7 @@ mod tests {
 
     #[test]
     fn client_order_id_text_is_validated() {
-        for bad in [
-            "",
-            "m",
-            "x1.2.3",
-            "m1.2",
-            "m1.2.3.4",
-            "mzz.1.0",
-            "m1.2.-1",
-            "m1.2.70000",
-        ] {
+        for bad in ["", "m", "x1.2.3", "m1.2", "m1.2.3.4", "mzz.1.0", "m1.2.-1", "m1.2.70000"] {
             assert!(bad.parse::<ClientOrderId>().is_err(), "{bad} parsed");
         }
     }

@@ -113,41 +113,20 @@ impl InstrumentSpec {
     /// Checks that sizes and prices can be rounded to this spec.
     pub fn validate(&self) -> Result<(), SpecError> {
         let positive = |field: &'static str, raw: i64, shown: String| {
-            if raw > 0 {
-                Ok(())
-            } else {
-                Err(SpecError::NotPositive {
-                    symbol: self.symbol,
-                    field,
-                    value: shown,
-                })
-            }
+            if raw > 0 { Ok(()) } else { Err(SpecError::NotPositive { symbol: self.symbol, field, value: shown }) }
         };
-        positive(
-            "contract_size",
-            self.contract_size.raw(),
-            self.contract_size.to_string(),
-        )?;
+        positive("contract_size", self.contract_size.raw(), self.contract_size.to_string())?;
         positive("tick_size", self.tick_size.raw(), self.tick_size.to_string())?;
         positive("tick_value", self.tick_value.raw(), self.tick_value.to_string())?;
         positive("lot_step", self.lot_step.raw(), self.lot_step.to_string())?;
         positive("min_qty", self.min_qty.raw(), self.min_qty.to_string())?;
         for (field, value) in [("min_qty", self.min_qty), ("max_qty", self.max_qty)] {
             if value.raw() % self.lot_step.raw() != 0 {
-                return Err(SpecError::OffStep {
-                    symbol: self.symbol,
-                    field,
-                    value,
-                    step: self.lot_step,
-                });
+                return Err(SpecError::OffStep { symbol: self.symbol, field, value, step: self.lot_step });
             }
         }
         if self.max_qty < self.min_qty {
-            return Err(SpecError::MaxBelowMin {
-                symbol: self.symbol,
-                min: self.min_qty,
-                max: self.max_qty,
-            });
+            return Err(SpecError::MaxBelowMin { symbol: self.symbol, min: self.min_qty, max: self.max_qty });
         }
         let digits_unit = SCALE / 10i64.pow(u32::from(self.digits.min(8)));
         if self.digits > 8 || self.tick_size.raw() % digits_unit != 0 {
@@ -328,16 +307,10 @@ pub(crate) mod tests {
         assert!(eurusd().validate().is_ok());
         let mut bad = eurusd();
         bad.min_qty = Qty::parse("0.015").unwrap();
-        assert_eq!(
-            bad.validate().unwrap_err().to_string(),
-            "EURUSD: min_qty 0.015 is not a multiple of lot_step 0.01"
-        );
+        assert_eq!(bad.validate().unwrap_err().to_string(), "EURUSD: min_qty 0.015 is not a multiple of lot_step 0.01");
         let mut bad = eurusd();
         bad.tick_size = Price::ZERO;
-        assert_eq!(
-            bad.validate().unwrap_err().to_string(),
-            "EURUSD: tick_size must be positive, got 0"
-        );
+        assert_eq!(bad.validate().unwrap_err().to_string(), "EURUSD: tick_size must be positive, got 0");
         let mut bad = eurusd();
         bad.digits = 4;
         assert!(matches!(bad.validate(), Err(SpecError::TickFinerThanDigits { .. })));
@@ -357,10 +330,7 @@ pub(crate) mod tests {
             es.round_price(Price::parse("5000.13").unwrap(), Rounding::Nearest),
             Price::parse("5000.25").unwrap()
         );
-        assert_eq!(
-            es.round_price(Price::parse("5000.12").unwrap(), Rounding::Nearest),
-            Price::parse("5000").unwrap()
-        );
+        assert_eq!(es.round_price(Price::parse("5000.12").unwrap(), Rounding::Nearest), Price::parse("5000").unwrap());
         assert!(es.price_is_on_tick(Price::parse("5000.75").unwrap()));
         assert!(!es.price_is_on_tick(Price::parse("5000.7").unwrap()));
     }

@@ -141,12 +141,8 @@ impl ArchivedOrderKind {
     pub fn to_native(&self) -> OrderKind {
         match self {
             Self::Market => OrderKind::Market,
-            Self::Limit { price } => OrderKind::Limit {
-                price: price.to_native(),
-            },
-            Self::Stop { price } => OrderKind::Stop {
-                price: price.to_native(),
-            },
+            Self::Limit { price } => OrderKind::Limit { price: price.to_native() },
+            Self::Stop { price } => OrderKind::Stop { price: price.to_native() },
         }
     }
 }
@@ -193,9 +189,7 @@ impl ArchivedTimeInForce {
             Self::Day => TimeInForce::Day,
             Self::Ioc => TimeInForce::Ioc,
             Self::Fok => TimeInForce::Fok,
-            Self::Gtd { expire_unix_ms } => TimeInForce::Gtd {
-                expire_unix_ms: expire_unix_ms.to_native(),
-            },
+            Self::Gtd { expire_unix_ms } => TimeInForce::Gtd { expire_unix_ms: expire_unix_ms.to_native() },
         }
     }
 }
@@ -514,11 +508,7 @@ impl Order {
         if self.filled_qty.is_zero() {
             return None;
         }
-        let raw = div_round(
-            self.fill_notional_raw,
-            i128::from(self.filled_qty.raw()),
-            Rounding::Nearest,
-        );
+        let raw = div_round(self.fill_notional_raw, i128::from(self.filled_qty.raw()), Rounding::Nearest);
         i64::try_from(raw).ok().map(Price::from_raw)
     }
 
@@ -537,11 +527,7 @@ impl Order {
             OrderUpdate::Expire => OrderEvent::Expire,
         };
         let Some(mut next) = self.status.next(event) else {
-            return Err(OrderError::InvalidTransition {
-                order: self.request.client_id,
-                from: self.status,
-                event,
-            });
+            return Err(OrderError::InvalidTransition { order: self.request.client_id, from: self.status, event });
         };
         match update {
             OrderUpdate::Accept(Some(broker_id)) => self.broker_id = Some(broker_id),
@@ -561,25 +547,13 @@ impl Order {
 
     fn classify_fill(&self, fill: Fill) -> Result<OrderEvent, OrderError> {
         if !fill.qty.is_positive() || !fill.price.is_positive() {
-            return Err(OrderError::BadFill {
-                order: self.request.client_id,
-                qty: fill.qty,
-                price: fill.price,
-            });
+            return Err(OrderError::BadFill { order: self.request.client_id, qty: fill.qty, price: fill.price });
         }
         let remaining = self.remaining_qty();
         if fill.qty > remaining {
-            return Err(OrderError::Overfill {
-                order: self.request.client_id,
-                fill: fill.qty,
-                remaining,
-            });
+            return Err(OrderError::Overfill { order: self.request.client_id, fill: fill.qty, remaining });
         }
-        Ok(if fill.qty == remaining {
-            OrderEvent::Fill
-        } else {
-            OrderEvent::PartialFill
-        })
+        Ok(if fill.qty == remaining { OrderEvent::Fill } else { OrderEvent::PartialFill })
     }
 }
 
@@ -636,10 +610,7 @@ mod tests {
         let mut refused = 0;
         for from in ORDER_STATUSES {
             for event in ORDER_EVENTS {
-                let expected = ALLOWED
-                    .iter()
-                    .find(|(f, e, _)| *f == from && *e == event)
-                    .map(|(_, _, to)| *to);
+                let expected = ALLOWED.iter().find(|(f, e, _)| *f == from && *e == event).map(|(_, _, to)| *to);
                 assert_eq!(from.next(event), expected, "{from:?} + {event:?}");
                 if expected.is_none() {
                     refused += 1;
@@ -718,10 +689,7 @@ mod tests {
         order.apply(OrderUpdate::Submit).unwrap();
         order.apply(fill("1", "1")).unwrap();
         order.apply(OrderUpdate::CancelRequest).unwrap();
-        assert_eq!(
-            order.apply(OrderUpdate::CancelRejected).unwrap(),
-            OrderStatus::PartiallyFilled
-        );
+        assert_eq!(order.apply(OrderUpdate::CancelRejected).unwrap(), OrderStatus::PartiallyFilled);
         let mut order = Order::new(request("2"));
         order.apply(OrderUpdate::Submit).unwrap();
         order.apply(OrderUpdate::CancelRequest).unwrap();

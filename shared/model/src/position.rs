@@ -96,10 +96,7 @@ pub struct PositionBook {
 impl PositionBook {
     /// An empty book.
     pub fn new(mode: AccountMode) -> Self {
-        Self {
-            mode,
-            positions: BTreeMap::new(),
-        }
+        Self { mode, positions: BTreeMap::new() }
     }
 
     /// Netting or hedging.
@@ -142,30 +139,15 @@ impl PositionBook {
     ) -> Result<(), BookError> {
         match (self.mode, intent) {
             (_, OrderIntent::Close { position }) => {
-                let current = *self
-                    .positions
-                    .get(&position)
-                    .ok_or(BookError::UnknownPosition(position))?;
+                let current = *self.positions.get(&position).ok_or(BookError::UnknownPosition(position))?;
                 if current.symbol != spec.symbol {
-                    return Err(BookError::BadClose {
-                        position,
-                        qty,
-                        reason: "symbol differs",
-                    });
+                    return Err(BookError::BadClose { position, qty, reason: "symbol differs" });
                 }
                 if side != current.side.opposite() {
-                    return Err(BookError::BadClose {
-                        position,
-                        qty,
-                        reason: "a close must be on the opposite side",
-                    });
+                    return Err(BookError::BadClose { position, qty, reason: "a close must be on the opposite side" });
                 }
                 if qty > current.qty {
-                    return Err(BookError::BadClose {
-                        position,
-                        qty,
-                        reason: "more than is open",
-                    });
+                    return Err(BookError::BadClose { position, qty, reason: "more than is open" });
                 }
                 effects.push(self.reduce(spec, position, qty, price));
             }
@@ -206,11 +188,7 @@ impl PositionBook {
         let position = self.positions.get_mut(&id).ok_or(BookError::UnknownPosition(id))?;
         position.stop_loss = stop_loss;
         position.take_profit = take_profit;
-        Ok(PositionEffect {
-            position: *position,
-            change: PositionChange::ProtectionChanged,
-            realized_pnl: Money::ZERO,
-        })
+        Ok(PositionEffect { position: *position, change: PositionChange::ProtectionChanged, realized_pnl: Money::ZERO })
     }
 
     /// Unrealised profit or loss of every open position at the prices `mark` gives.
@@ -235,21 +213,9 @@ impl PositionBook {
         price: Price,
         (stop_loss, take_profit): (Option<Price>, Option<Price>),
     ) -> PositionEffect {
-        let position = Position {
-            id,
-            symbol,
-            side,
-            qty,
-            open_price: price,
-            stop_loss,
-            take_profit,
-        };
+        let position = Position { id, symbol, side, qty, open_price: price, stop_loss, take_profit };
         self.positions.insert(id, position);
-        PositionEffect {
-            position,
-            change: PositionChange::Opened,
-            realized_pnl: Money::ZERO,
-        }
+        PositionEffect { position, change: PositionChange::Opened, realized_pnl: Money::ZERO }
     }
 
     fn increase(&mut self, mut position: Position, added: Qty, price: Price) -> PositionEffect {
@@ -260,11 +226,7 @@ impl PositionBook {
         position.open_price = Price::from_raw(i64::try_from(average).unwrap_or(price.raw()));
         position.qty = total;
         self.positions.insert(position.id, position);
-        PositionEffect {
-            position,
-            change: PositionChange::Increased { added },
-            realized_pnl: Money::ZERO,
-        }
+        PositionEffect { position, change: PositionChange::Increased { added }, realized_pnl: Money::ZERO }
     }
 
     fn reduce(&mut self, spec: &InstrumentSpec, id: PositionId, closed: Qty, price: Price) -> PositionEffect {
@@ -272,20 +234,12 @@ impl PositionBook {
         let realized_pnl = spec.pnl(position.side, closed, position.open_price, price);
         if closed == position.qty {
             self.positions.remove(&id);
-            return PositionEffect {
-                position,
-                change: PositionChange::Closed { closed },
-                realized_pnl,
-            };
+            return PositionEffect { position, change: PositionChange::Closed { closed }, realized_pnl };
         }
         let qty_before = position.qty;
         position.qty = qty_before - closed;
         self.positions.insert(id, position);
-        PositionEffect {
-            position,
-            change: PositionChange::Reduced { closed, qty_before },
-            realized_pnl,
-        }
+        PositionEffect { position, change: PositionChange::Reduced { closed, qty_before }, realized_pnl }
     }
 }
 
@@ -381,9 +335,7 @@ mod tests {
         fx.clear();
         book.apply_execution(
             &spec,
-            OrderIntent::Close {
-                position: PositionId(1),
-            },
+            OrderIntent::Close { position: PositionId(1) },
             Side::Sell,
             q("0.4"),
             p("1.2"),
@@ -392,21 +344,13 @@ mod tests {
             &mut fx,
         )
         .unwrap();
-        assert_eq!(
-            fx[0].change,
-            PositionChange::Reduced {
-                closed: q("0.4"),
-                qty_before: q("1")
-            }
-        );
+        assert_eq!(fx[0].change, PositionChange::Reduced { closed: q("0.4"), qty_before: q("1") });
         assert_eq!(fx[0].realized_pnl, Money::parse("4000").unwrap());
         assert_eq!(book.get(PositionId(1)).unwrap().qty, q("0.6"));
         let err = book
             .apply_execution(
                 &spec,
-                OrderIntent::Close {
-                    position: PositionId(1),
-                },
+                OrderIntent::Close { position: PositionId(1) },
                 Side::Sell,
                 q("1"),
                 p("1.2"),
@@ -419,9 +363,7 @@ mod tests {
         assert!(
             book.apply_execution(
                 &spec,
-                OrderIntent::Close {
-                    position: PositionId(1)
-                },
+                OrderIntent::Close { position: PositionId(1) },
                 Side::Buy,
                 q("0.1"),
                 p("1.2"),
@@ -434,9 +376,7 @@ mod tests {
         assert!(matches!(
             book.apply_execution(
                 &spec,
-                OrderIntent::Close {
-                    position: PositionId(77)
-                },
+                OrderIntent::Close { position: PositionId(77) },
                 Side::Sell,
                 q("0.1"),
                 p("1.2"),

@@ -121,18 +121,12 @@ impl<'de> serde::Deserialize<'de> for MappedSymbol {
                 f.write_str("a symbol, or a table { symbol = \"MNQ\", ratio = 10 }")
             }
             fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<MappedSymbol, E> {
-                Ok(MappedSymbol {
-                    symbol: Symbol::new(text).map_err(E::custom)?,
-                    ratio: Ratio::ONE,
-                })
+                Ok(MappedSymbol { symbol: Symbol::new(text).map_err(E::custom)?, ratio: Ratio::ONE })
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<MappedSymbol, A::Error> {
                 let table =
                     <Table as serde::Deserialize>::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(MappedSymbol {
-                    symbol: table.symbol,
-                    ratio: table.ratio,
-                })
+                Ok(MappedSymbol { symbol: table.symbol, ratio: table.ratio })
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -173,10 +167,7 @@ impl SymbolMapping {
         }
         canonical
             .decorated(&self.prefix, &self.suffix)
-            .map(|symbol| MappedSymbol {
-                symbol,
-                ratio: Ratio::ONE,
-            })
+            .map(|symbol| MappedSymbol { symbol, ratio: Ratio::ONE })
             .map_err(|_| SkipReason::MappingFailed { symbol: *leader_symbol })
     }
 }
@@ -547,10 +538,8 @@ impl LinkRules {
             return Err(SkipReason::SymbolNotAllowed { symbol: canonical });
         }
         let mapped = self.symbols.map_canonical(&open.symbol, canonical)?;
-        let spec = *follower
-            .instruments
-            .get(&mapped.symbol)
-            .ok_or(SkipReason::UnknownSymbol { symbol: mapped.symbol })?;
+        let spec =
+            *follower.instruments.get(&mapped.symbol).ok_or(SkipReason::UnknownSymbol { symbol: mapped.symbol })?;
 
         let side = if self.reverse { open.side.opposite() } else { open.side };
         let kind = if self.reverse { open.kind.reversed() } else { open.kind };
@@ -610,11 +599,8 @@ impl LinkRules {
     ) -> (Option<Price>, Option<Price>) {
         // Reversing swaps the leader's levels: its take profit is where the reversed copy
         // must stop out, and its stop where the copy takes profit.
-        let (stop_source, profit_source) = if self.reverse {
-            (open.take_profit, open.stop_loss)
-        } else {
-            (open.stop_loss, open.take_profit)
-        };
+        let (stop_source, profit_source) =
+            if self.reverse { (open.take_profit, open.stop_loss) } else { (open.stop_loss, open.take_profit) };
         self.protection_levels(side, entry, spec, stop_source, profit_source)
     }
 
@@ -641,10 +627,7 @@ impl LinkRules {
             raw.is_positive().then(|| spec.round_price(raw, Rounding::Nearest))
         };
         let sign = side.sign();
-        (
-            level(self.stop_loss, stop_source, -sign),
-            level(self.take_profit, profit_source, sign),
-        )
+        (level(self.stop_loss, stop_source, -sign), level(self.take_profit, profit_source, sign))
     }
 
     /// Whether SL/TP levels depend on the copy's own fill price (fixed distances), so that
@@ -703,32 +686,20 @@ mod tests {
 
     #[test]
     fn multiplier_sizes_and_rounds_down_to_the_lot_step() {
-        let rules = LinkRules {
-            sizing: SizingRule::Multiplier { ratio: r("0.37") },
-            ..LinkRules::default()
-        };
+        let rules = LinkRules { sizing: SizingRule::Multiplier { ratio: r("0.37") }, ..LinkRules::default() };
         let planned = plan(&rules, open("EURUSD", Side::Buy, "1.5")).unwrap();
         assert_eq!(planned.qty, q("0.55")); // 0.555 rounded down
-        let rules = LinkRules {
-            rounding: Rounding::Nearest,
-            ..rules
-        };
+        let rules = LinkRules { rounding: Rounding::Nearest, ..rules };
         assert_eq!(plan(&rules, open("EURUSD", Side::Buy, "1.5")).unwrap().qty, q("0.56"));
     }
 
     #[test]
     fn balance_and_equity_ratios_use_the_leader_snapshot() {
         // Follower balance 50k / leader 100k = 0.5.
-        let rules = LinkRules {
-            sizing: SizingRule::BalanceRatio { multiplier: Ratio::ONE },
-            ..LinkRules::default()
-        };
+        let rules = LinkRules { sizing: SizingRule::BalanceRatio { multiplier: Ratio::ONE }, ..LinkRules::default() };
         assert_eq!(plan(&rules, open("EURUSD", Side::Buy, "1")).unwrap().qty, q("0.5"));
         // Follower equity 49k / leader 101k × 2 = 0.970297… → 0.97.
-        let rules = LinkRules {
-            sizing: SizingRule::EquityRatio { multiplier: r("2") },
-            ..LinkRules::default()
-        };
+        let rules = LinkRules { sizing: SizingRule::EquityRatio { multiplier: r("2") }, ..LinkRules::default() };
         assert_eq!(plan(&rules, open("EURUSD", Side::Buy, "1")).unwrap().qty, q("0.97"));
     }
 
@@ -736,10 +707,7 @@ mod tests {
     fn risk_percent_sizes_from_the_stop_distance() {
         // 1 % of 49,000 = 490 at risk; 50 pips × $1/tick... EURUSD tick 0.00001 = $1 per lot,
         // stop 0.00500 away = 500 ticks = $500 per lot → 0.98 lots.
-        let rules = LinkRules {
-            sizing: SizingRule::RiskPercent { percent: r("1") },
-            ..LinkRules::default()
-        };
+        let rules = LinkRules { sizing: SizingRule::RiskPercent { percent: r("1") }, ..LinkRules::default() };
         let mut leader = open("EURUSD", Side::Buy, "3");
         leader.reference_price = Some(p("1.085"));
         leader.stop_loss = Some(p("1.08"));
@@ -747,10 +715,7 @@ mod tests {
         leader.stop_loss = None;
         assert_eq!(plan(&rules, leader), Err(SkipReason::NeedsStopLoss));
         // With a fixed stop distance the leader's stop is not needed.
-        let rules = LinkRules {
-            stop_loss: ProtectionRule::Distance(p("0.0098")),
-            ..rules
-        };
+        let rules = LinkRules { stop_loss: ProtectionRule::Distance(p("0.0098")), ..rules };
         let planned = plan(&rules, leader).unwrap();
         assert_eq!(planned.qty, q("0.5"));
         assert_eq!(planned.stop_loss, Some(p("1.0752")));
@@ -758,39 +723,22 @@ mod tests {
 
     #[test]
     fn notional_sizing_is_contract_size_aware() {
-        let rules = LinkRules {
-            sizing: SizingRule::Notional { multiplier: Ratio::ONE },
-            ..LinkRules::default()
-        };
+        let rules = LinkRules { sizing: SizingRule::Notional { multiplier: Ratio::ONE }, ..LinkRules::default() };
         let explicit = |to: &str| SymbolMapping {
-            map: [(
-                Symbol::new("ES").unwrap(),
-                MappedSymbol {
-                    symbol: Symbol::new(to).unwrap(),
-                    ratio: r("7"),
-                },
-            )]
-            .into(),
+            map: [(Symbol::new("ES").unwrap(), MappedSymbol { symbol: Symbol::new(to).unwrap(), ratio: r("7") })]
+                .into(),
             ..SymbolMapping::default()
         };
         let mut leader = open("ES", Side::Buy, "3");
         leader.contract_size = Some(q("50"));
         // ES → MES: 3 × 50 / 5 = 30; the map's ratio (7) is ignored for notional sizing.
-        let to_mes = LinkRules {
-            symbols: explicit("MES"),
-            ..rules.clone()
-        };
+        let to_mes = LinkRules { symbols: explicit("MES"), ..rules.clone() };
         assert_eq!(plan(&to_mes, leader).unwrap().qty, q("30"));
         // 100k-lot FX account → 1k-lot account: 0.5 lots → 50 lots.
         let mut fx = open("EURUSD", Side::Sell, "0.5");
         fx.contract_size = Some(q("100000"));
-        let to_micro = LinkRules {
-            symbols: SymbolMapping {
-                suffix: ".m".into(),
-                ..SymbolMapping::default()
-            },
-            ..rules.clone()
-        };
+        let to_micro =
+            LinkRules { symbols: SymbolMapping { suffix: ".m".into(), ..SymbolMapping::default() }, ..rules.clone() };
         assert_eq!(plan(&to_micro, fx).unwrap().qty, q("50"));
         // MES → ES: 7 MES = 0.7 ES, below the 1-contract minimum.
         let mut micro = open("MES", Side::Buy, "7");
@@ -799,32 +747,17 @@ mod tests {
             symbols: SymbolMapping {
                 map: [(
                     Symbol::new("MES").unwrap(),
-                    MappedSymbol {
-                        symbol: Symbol::new("ES").unwrap(),
-                        ratio: Ratio::ONE,
-                    },
+                    MappedSymbol { symbol: Symbol::new("ES").unwrap(), ratio: Ratio::ONE },
                 )]
                 .into(),
                 ..SymbolMapping::default()
             },
             ..rules.clone()
         };
-        assert_eq!(
-            plan(&to_es, micro),
-            Err(SkipReason::BelowMinimum {
-                computed: Qty::ZERO,
-                min: q("1")
-            })
-        );
-        let round_up = LinkRules {
-            below_minimum: BelowMinimum::RoundUpToMinimum,
-            ..to_es
-        };
+        assert_eq!(plan(&to_es, micro), Err(SkipReason::BelowMinimum { computed: Qty::ZERO, min: q("1") }));
+        let round_up = LinkRules { below_minimum: BelowMinimum::RoundUpToMinimum, ..to_es };
         let planned = plan(&round_up, micro).unwrap();
-        assert_eq!(
-            (planned.qty, planned.adjustment),
-            (q("1"), SizeAdjustment::RaisedToMin(q("1")))
-        );
+        assert_eq!((planned.qty, planned.adjustment), (q("1"), SizeAdjustment::RaisedToMin(q("1"))));
         micro.contract_size = None;
         assert_eq!(plan(&rules, micro), Err(SkipReason::NeedsContractSize));
     }
@@ -835,10 +768,7 @@ mod tests {
             symbols: SymbolMapping {
                 map: [(
                     Symbol::new("NQ").unwrap(),
-                    MappedSymbol {
-                        symbol: Symbol::new("MNQ").unwrap(),
-                        ratio: r("10"),
-                    },
+                    MappedSymbol { symbol: Symbol::new("MNQ").unwrap(), ratio: r("10") },
                 )]
                 .into(),
                 ..SymbolMapping::default()
@@ -852,11 +782,7 @@ mod tests {
     #[test]
     fn prefix_and_suffix_rules_map_broker_names() {
         let rules = LinkRules {
-            symbols: SymbolMapping {
-                strip_suffix: ".x".into(),
-                suffix: ".r".into(),
-                ..SymbolMapping::default()
-            },
+            symbols: SymbolMapping { strip_suffix: ".x".into(), suffix: ".r".into(), ..SymbolMapping::default() },
             allow: [Symbol::new("EURUSD").unwrap()].into(),
             ..LinkRules::default()
         };
@@ -864,65 +790,35 @@ mod tests {
         assert_eq!(planned.spec.symbol.as_str(), "EURUSD.r");
         assert_eq!(
             plan(&rules, open("GBPUSD.x", Side::Buy, "1")),
-            Err(SkipReason::SymbolNotAllowed {
-                symbol: Symbol::new("GBPUSD").unwrap()
-            })
+            Err(SkipReason::SymbolNotAllowed { symbol: Symbol::new("GBPUSD").unwrap() })
         );
-        let unknown = LinkRules {
-            allow: BTreeSet::new(),
-            ..rules
-        };
+        let unknown = LinkRules { allow: BTreeSet::new(), ..rules };
         assert_eq!(
             plan(&unknown, open("GBPUSD.x", Side::Buy, "1")),
-            Err(SkipReason::UnknownSymbol {
-                symbol: Symbol::new("GBPUSD.r").unwrap()
-            })
+            Err(SkipReason::UnknownSymbol { symbol: Symbol::new("GBPUSD.r").unwrap() })
         );
     }
 
     #[test]
     fn filters_refuse_with_reasons() {
-        let deny = LinkRules {
-            deny: [Symbol::new("ES").unwrap()].into(),
-            ..LinkRules::default()
-        };
+        let deny = LinkRules { deny: [Symbol::new("ES").unwrap()].into(), ..LinkRules::default() };
         assert_eq!(
             plan(&deny, open("ES", Side::Buy, "1")),
-            Err(SkipReason::SymbolDenied {
-                symbol: Symbol::new("ES").unwrap()
-            })
+            Err(SkipReason::SymbolDenied { symbol: Symbol::new("ES").unwrap() })
         );
-        let longs = LinkRules {
-            sides: SideFilter::LongOnly,
-            ..LinkRules::default()
-        };
-        assert_eq!(
-            plan(&longs, open("ES", Side::Sell, "1")),
-            Err(SkipReason::SideFiltered { side: Side::Sell })
-        );
+        let longs = LinkRules { sides: SideFilter::LongOnly, ..LinkRules::default() };
+        assert_eq!(plan(&longs, open("ES", Side::Sell, "1")), Err(SkipReason::SideFiltered { side: Side::Sell }));
         assert!(plan(&longs, open("ES", Side::Buy, "1")).is_ok());
-        let no_pending = LinkRules {
-            copy_pending: false,
-            ..LinkRules::default()
-        };
+        let no_pending = LinkRules { copy_pending: false, ..LinkRules::default() };
         let mut limit = open("ES", Side::Buy, "1");
         limit.kind = OrderKind::Limit { price: p("4990") };
         assert_eq!(plan(&no_pending, limit), Err(SkipReason::PendingNotCopied));
-        let fresh = LinkRules {
-            max_signal_age_ms: Some(400),
-            ..LinkRules::default()
-        };
+        let fresh = LinkRules { max_signal_age_ms: Some(400), ..LinkRules::default() };
         assert_eq!(
             plan(&fresh, open("ES", Side::Buy, "1")),
-            Err(SkipReason::SignalTooOld {
-                age_ms: 500,
-                max_ms: 400
-            })
+            Err(SkipReason::SignalTooOld { age_ms: 500, max_ms: 400 })
         );
-        let fresh = LinkRules {
-            max_signal_age_ms: Some(500),
-            ..LinkRules::default()
-        };
+        let fresh = LinkRules { max_signal_age_ms: Some(500), ..LinkRules::default() };
         assert!(plan(&fresh, open("ES", Side::Buy, "1")).is_ok());
     }
 
@@ -932,10 +828,7 @@ mod tests {
         leader.reference_price = Some(p("5000"));
         leader.stop_loss = Some(p("4990"));
         leader.take_profit = Some(p("5020"));
-        let rules = LinkRules {
-            reverse: true,
-            ..LinkRules::default()
-        };
+        let rules = LinkRules { reverse: true, ..LinkRules::default() };
         let planned = plan(&rules, leader).unwrap();
         assert_eq!(planned.side, Side::Sell);
         assert_eq!(planned.stop_loss, Some(p("5020")));
@@ -953,11 +846,8 @@ mod tests {
         let planned = plan(&rules, leader).unwrap();
         assert_eq!(planned.stop_loss, Some(p("4999")));
         assert_eq!(planned.take_profit, Some(p("4987"))); // 4986.9 on a 0.25 tick grid
-        let none = LinkRules {
-            stop_loss: ProtectionRule::None,
-            take_profit: ProtectionRule::None,
-            ..LinkRules::default()
-        };
+        let none =
+            LinkRules { stop_loss: ProtectionRule::None, take_profit: ProtectionRule::None, ..LinkRules::default() };
         let planned = plan(&none, leader).unwrap();
         assert_eq!((planned.stop_loss, planned.take_profit), (None, None));
     }
@@ -970,10 +860,7 @@ mod tests {
             ..LinkRules::default()
         };
         let planned = plan(&rules, open("EURUSD", Side::Buy, "1")).unwrap();
-        assert_eq!(
-            (planned.qty, planned.adjustment),
-            (q("7.77"), SizeAdjustment::ClampedToMax(q("7.77")))
-        );
+        assert_eq!((planned.qty, planned.adjustment), (q("7.77"), SizeAdjustment::ClampedToMax(q("7.77"))));
         let rules = LinkRules { max_qty: None, ..rules };
         assert_eq!(plan(&rules, open("EURUSD", Side::Buy, "1")).unwrap().qty, q("100"));
         let _ = LeaderRef(0);

@@ -242,20 +242,13 @@ impl SignalAction {
     pub fn validate(&self) -> Result<(), SignalError> {
         match *self {
             Self::Open(open) => open.validate(),
-            Self::Modify {
-                stop_loss, take_profit, ..
-            } => {
+            Self::Modify { stop_loss, take_profit, .. } => {
                 positive_price("stop_loss", stop_loss)?;
                 positive_price("take_profit", take_profit)
             }
-            Self::PartialClose {
-                closed_qty, qty_before, ..
-            } => {
+            Self::PartialClose { closed_qty, qty_before, .. } => {
                 if !closed_qty.is_positive() || closed_qty >= qty_before {
-                    return Err(SignalError::BadPartialClose {
-                        closed: closed_qty,
-                        before: qty_before,
-                    });
+                    return Err(SignalError::BadPartialClose { closed: closed_qty, before: qty_before });
                 }
                 Ok(())
             }
@@ -272,18 +265,12 @@ impl OpenSignal {
 
     fn validate(&self) -> Result<(), SignalError> {
         if !self.qty.is_positive() {
-            return Err(SignalError::NonPositiveQty {
-                field: "qty",
-                value: self.qty,
-            });
+            return Err(SignalError::NonPositiveQty { field: "qty", value: self.qty });
         }
         if let Some(size) = self.contract_size
             && !size.is_positive()
         {
-            return Err(SignalError::NonPositiveQty {
-                field: "contract_size",
-                value: size,
-            });
+            return Err(SignalError::NonPositiveQty { field: "contract_size", value: size });
         }
         positive_price("price", self.kind.price())?;
         positive_price("reference_price", self.reference_price)?;
@@ -294,22 +281,12 @@ impl OpenSignal {
             if let Some(level) = self.stop_loss
                 && (level.raw() - entry.raw()).signum() != -sign
             {
-                return Err(SignalError::ProtectionWrongSide {
-                    field: "stop_loss",
-                    level,
-                    entry,
-                    side: self.side,
-                });
+                return Err(SignalError::ProtectionWrongSide { field: "stop_loss", level, entry, side: self.side });
             }
             if let Some(level) = self.take_profit
                 && (level.raw() - entry.raw()).signum() != sign
             {
-                return Err(SignalError::ProtectionWrongSide {
-                    field: "take_profit",
-                    level,
-                    entry,
-                    side: self.side,
-                });
+                return Err(SignalError::ProtectionWrongSide { field: "take_profit", level, entry, side: self.side });
             }
         }
         Ok(())
@@ -370,33 +347,19 @@ impl ArchivedSignalAction {
     pub fn to_native(&self) -> SignalAction {
         match self {
             Self::Open(open) => SignalAction::Open(open.to_native()),
-            Self::Modify {
-                leader,
-                stop_loss,
-                take_profit,
-            } => SignalAction::Modify {
+            Self::Modify { leader, stop_loss, take_profit } => SignalAction::Modify {
                 leader: leader.to_native(),
                 stop_loss: option_native(stop_loss, |p| p.to_native()),
                 take_profit: option_native(take_profit, |p| p.to_native()),
             },
-            Self::Close { leader } => SignalAction::Close {
-                leader: leader.to_native(),
-            },
-            Self::PartialClose {
-                leader,
-                closed_qty,
-                qty_before,
-            } => SignalAction::PartialClose {
+            Self::Close { leader } => SignalAction::Close { leader: leader.to_native() },
+            Self::PartialClose { leader, closed_qty, qty_before } => SignalAction::PartialClose {
                 leader: leader.to_native(),
                 closed_qty: closed_qty.to_native(),
                 qty_before: qty_before.to_native(),
             },
-            Self::CloseAll { symbol } => SignalAction::CloseAll {
-                symbol: option_native(symbol, |s| s.to_native()),
-            },
-            Self::CancelPending { leader } => SignalAction::CancelPending {
-                leader: leader.to_native(),
-            },
+            Self::CloseAll { symbol } => SignalAction::CloseAll { symbol: option_native(symbol, |s| s.to_native()) },
+            Self::CancelPending { leader } => SignalAction::CancelPending { leader: leader.to_native() },
         }
     }
 }
@@ -434,19 +397,11 @@ impl fmt::Display for SignalView<'_> {
                 }
                 write!(f, " ({})", open.leader)
             }
-            SignalAction::Modify {
-                leader,
-                stop_loss,
-                take_profit,
-            } => {
+            SignalAction::Modify { leader, stop_loss, take_profit } => {
                 write!(f, "modify {leader} sl {stop_loss:?} tp {take_profit:?}")
             }
             SignalAction::Close { leader } => write!(f, "close {leader}"),
-            SignalAction::PartialClose {
-                leader,
-                closed_qty,
-                qty_before,
-            } => {
+            SignalAction::PartialClose { leader, closed_qty, qty_before } => {
                 write!(f, "partial close {leader} {closed_qty} of {qty_before}")
             }
             SignalAction::CloseAll { symbol: Some(symbol) } => write!(f, "close all {symbol}"),
@@ -493,9 +448,7 @@ pub(crate) mod tests {
     #[test]
     fn archived_and_owned_signals_give_the_same_view() {
         let mut open = open("EURUSD", Side::Buy, "1.5");
-        open.kind = OrderKind::Limit {
-            price: Price::parse("1.08").unwrap(),
-        };
+        open.kind = OrderKind::Limit { price: Price::parse("1.08").unwrap() };
         open.stop_loss = Some(Price::parse("1.07").unwrap());
         open.take_profit = Some(Price::parse("1.1").unwrap());
         open.contract_size = Some(Qty::parse("100000").unwrap());
@@ -513,9 +466,7 @@ pub(crate) mod tests {
                 closed_qty: Qty::parse("1").unwrap(),
                 qty_before: Qty::parse("2").unwrap(),
             },
-            SignalAction::CloseAll {
-                symbol: Some(Symbol::new("ES").unwrap()),
-            },
+            SignalAction::CloseAll { symbol: Some(Symbol::new("ES").unwrap()) },
             SignalAction::CloseAll { symbol: None },
             SignalAction::CancelPending { leader: LeaderRef(9) },
         ];
@@ -532,10 +483,7 @@ pub(crate) mod tests {
     #[test]
     fn bad_signals_are_refused_with_the_field_named() {
         let mut bad = open("EURUSD", Side::Buy, "0");
-        assert_eq!(
-            SignalAction::Open(bad).validate().unwrap_err().to_string(),
-            "qty must be positive, got 0"
-        );
+        assert_eq!(SignalAction::Open(bad).validate().unwrap_err().to_string(), "qty must be positive, got 0");
         bad.qty = Qty::parse("-1").unwrap();
         assert!(SignalAction::Open(bad).validate().is_err());
         let mut bad = open("EURUSD", Side::Buy, "1");
@@ -550,17 +498,11 @@ pub(crate) mod tests {
         bad.take_profit = Some(Price::parse("1.09").unwrap());
         assert!(matches!(
             SignalAction::Open(bad).validate(),
-            Err(SignalError::ProtectionWrongSide {
-                field: "take_profit",
-                ..
-            })
+            Err(SignalError::ProtectionWrongSide { field: "take_profit", .. })
         ));
         let mut bad = open("EURUSD", Side::Sell, "1");
         bad.kind = OrderKind::Limit { price: Price::ZERO };
-        assert_eq!(
-            SignalAction::Open(bad).validate().unwrap_err().to_string(),
-            "price must be positive, got 0"
-        );
+        assert_eq!(SignalAction::Open(bad).validate().unwrap_err().to_string(), "price must be positive, got 0");
         let half = SignalAction::PartialClose {
             leader: LeaderRef(1),
             closed_qty: Qty::parse("2").unwrap(),

@@ -34,20 +34,16 @@ pub(crate) fn exact_size(
         SizingRule::Fixed { qty } => Some(Fraction::from_int(qty.raw().into())),
         SizingRule::Multiplier { ratio } => leader.mul_ratio(ratio).and_then(|s| s.mul_ratio(inputs.map_ratio)),
         SizingRule::BalanceRatio { multiplier } => {
-            let leader_balance = inputs
-                .leader_balance
-                .filter(|b| b.is_positive())
-                .ok_or(SkipReason::NeedsLeaderBalance)?;
+            let leader_balance =
+                inputs.leader_balance.filter(|b| b.is_positive()).ok_or(SkipReason::NeedsLeaderBalance)?;
             leader
                 .scale(inputs.follower_balance.raw().max(0).into(), leader_balance.raw().into())
                 .and_then(|s| s.mul_ratio(multiplier))
                 .and_then(|s| s.mul_ratio(inputs.map_ratio))
         }
         SizingRule::EquityRatio { multiplier } => {
-            let leader_equity = inputs
-                .leader_equity
-                .filter(|e| e.is_positive())
-                .ok_or(SkipReason::NeedsLeaderEquity)?;
+            let leader_equity =
+                inputs.leader_equity.filter(|e| e.is_positive()).ok_or(SkipReason::NeedsLeaderEquity)?;
             leader
                 .scale(inputs.follower_equity.raw().max(0).into(), leader_equity.raw().into())
                 .and_then(|s| s.mul_ratio(multiplier))
@@ -60,10 +56,7 @@ pub(crate) fn exact_size(
                 .and_then(|s| s.mul_ratio(multiplier))
         }
         SizingRule::RiskPercent { percent } => {
-            let distance = inputs
-                .stop_distance
-                .filter(|d| d.is_positive())
-                .ok_or(SkipReason::NeedsStopLoss)?;
+            let distance = inputs.stop_distance.filter(|d| d.is_positive()).ok_or(SkipReason::NeedsStopLoss)?;
             // lots = equity × percent/100 ÷ (distance/tick × tick_value), in raw units:
             // qty_raw = equity_raw × percent × tick_raw × SCALE ÷ (100 × distance_raw × tick_value_raw)
             Fraction::from_int(inputs.follower_equity.raw().max(0).into())
@@ -85,9 +78,7 @@ pub(crate) fn to_tradable(
     below_minimum: BelowMinimum,
     link_max: Option<Qty>,
 ) -> Result<(Qty, SizeAdjustment), SkipReason> {
-    let rounded_raw = spec
-        .round_to_step_raw(exact, rounding)
-        .ok_or(SkipReason::SizeOverflow)?;
+    let rounded_raw = spec.round_to_step_raw(exact, rounding).ok_or(SkipReason::SizeOverflow)?;
     let mut max = spec.max_on_step();
     if let Some(link_max) = link_max {
         let step = spec.lot_step.raw();
@@ -97,10 +88,7 @@ pub(crate) fn to_tradable(
         return if max >= spec.min_qty {
             Ok((max, SizeAdjustment::ClampedToMax(max)))
         } else {
-            Err(SkipReason::BelowMinimum {
-                computed: max,
-                min: spec.min_qty,
-            })
+            Err(SkipReason::BelowMinimum { computed: max, min: spec.min_qty })
         };
     }
     let rounded = Qty::from_raw(i64::try_from(rounded_raw).map_err(|_| SkipReason::SizeOverflow)?);
@@ -113,10 +101,7 @@ pub(crate) fn to_tradable(
         BelowMinimum::RoundUpToMinimum if exact.round(Rounding::Up) > 0 => {
             Ok((spec.min_qty, SizeAdjustment::RaisedToMin(spec.min_qty)))
         }
-        _ => Err(SkipReason::BelowMinimum {
-            computed: rounded,
-            min: spec.min_qty,
-        }),
+        _ => Err(SkipReason::BelowMinimum { computed: rounded, min: spec.min_qty }),
     }
 }
 
@@ -140,10 +125,7 @@ pub fn proportional_close(
     let exact = Fraction::from_int(open.raw().into())
         .scale(closed.raw().into(), before.raw().into())
         .ok_or(SkipReason::SizeOverflow)?;
-    let close = spec
-        .round_to_step(exact, rounding)
-        .ok_or(SkipReason::SizeOverflow)?
-        .min(open);
+    let close = spec.round_to_step(exact, rounding).ok_or(SkipReason::SizeOverflow)?.min(open);
     if close.is_zero() {
         return Err(SkipReason::PartialCloseRoundsToZero { open });
     }
@@ -192,120 +174,61 @@ mod tests {
     fn decimal_lots_sum_exactly() {
         // Ten copies at 0.1 × 1 lot add up to exactly 1 lot: no binary-float drift.
         let spec = eurusd();
-        let one_tenth = SizingRule::Multiplier {
-            ratio: Ratio::parse("0.1").unwrap(),
-        };
+        let one_tenth = SizingRule::Multiplier { ratio: Ratio::parse("0.1").unwrap() };
         let mut total = Qty::ZERO;
         for _ in 0..10 {
             total += size(one_tenth, q("1"), &spec, Rounding::Down, BelowMinimum::Skip).unwrap();
         }
         assert_eq!(total, q("1"));
         // 0.3 = 0.1 + 0.2 exactly.
-        let a = size(
-            SizingRule::Fixed { qty: q("0.1") },
-            q("9"),
-            &spec,
-            Rounding::Down,
-            BelowMinimum::Skip,
-        )
-        .unwrap();
-        let b = size(
-            SizingRule::Fixed { qty: q("0.2") },
-            q("9"),
-            &spec,
-            Rounding::Down,
-            BelowMinimum::Skip,
-        )
-        .unwrap();
+        let a = size(SizingRule::Fixed { qty: q("0.1") }, q("9"), &spec, Rounding::Down, BelowMinimum::Skip).unwrap();
+        let b = size(SizingRule::Fixed { qty: q("0.2") }, q("9"), &spec, Rounding::Down, BelowMinimum::Skip).unwrap();
         assert_eq!(a + b, q("0.3"));
         // A third of a lot, rounded down to the step, three times, is 0.99 — never 1.0000001.
-        let third = SizingRule::Multiplier {
-            ratio: Ratio::parse("1/3").unwrap(),
-        };
-        assert_eq!(
-            size(third, q("1"), &spec, Rounding::Down, BelowMinimum::Skip).unwrap(),
-            q("0.33")
-        );
+        let third = SizingRule::Multiplier { ratio: Ratio::parse("1/3").unwrap() };
+        assert_eq!(size(third, q("1"), &spec, Rounding::Down, BelowMinimum::Skip).unwrap(), q("0.33"));
     }
 
     #[test]
     fn min_lot_edges() {
         let spec = eurusd();
-        let half = SizingRule::Multiplier {
-            ratio: Ratio::parse("0.5").unwrap(),
-        };
-        assert_eq!(
-            size(half, q("0.02"), &spec, Rounding::Down, BelowMinimum::Skip),
-            Ok(q("0.01"))
-        );
+        let half = SizingRule::Multiplier { ratio: Ratio::parse("0.5").unwrap() };
+        assert_eq!(size(half, q("0.02"), &spec, Rounding::Down, BelowMinimum::Skip), Ok(q("0.01")));
         assert_eq!(
             size(half, q("0.01"), &spec, Rounding::Down, BelowMinimum::Skip),
-            Err(SkipReason::BelowMinimum {
-                computed: Qty::ZERO,
-                min: q("0.01")
-            })
+            Err(SkipReason::BelowMinimum { computed: Qty::ZERO, min: q("0.01") })
         );
-        assert_eq!(
-            size(half, q("0.01"), &spec, Rounding::Nearest, BelowMinimum::Skip),
-            Ok(q("0.01"))
-        );
-        assert_eq!(
-            size(half, q("0.01"), &spec, Rounding::Down, BelowMinimum::RoundUpToMinimum),
-            Ok(q("0.01"))
-        );
+        assert_eq!(size(half, q("0.01"), &spec, Rounding::Nearest, BelowMinimum::Skip), Ok(q("0.01")));
+        assert_eq!(size(half, q("0.01"), &spec, Rounding::Down, BelowMinimum::RoundUpToMinimum), Ok(q("0.01")));
         // A minimum above the step: 0.1 min, 0.01 step.
         let coarse = make_spec("XAUUSD", "100", "0.01", "1", "0.01", "0.1", "50", 2);
         assert_eq!(
             size(half, q("0.19"), &coarse, Rounding::Down, BelowMinimum::Skip),
-            Err(SkipReason::BelowMinimum {
-                computed: q("0.09"),
-                min: q("0.1")
-            })
+            Err(SkipReason::BelowMinimum { computed: q("0.09"), min: q("0.1") })
         );
-        assert_eq!(
-            size(half, q("0.2"), &coarse, Rounding::Down, BelowMinimum::Skip),
-            Ok(q("0.1"))
-        );
-        assert_eq!(
-            size(half, q("0.19"), &coarse, Rounding::Down, BelowMinimum::RoundUpToMinimum),
-            Ok(q("0.1"))
-        );
+        assert_eq!(size(half, q("0.2"), &coarse, Rounding::Down, BelowMinimum::Skip), Ok(q("0.1")));
+        assert_eq!(size(half, q("0.19"), &coarse, Rounding::Down, BelowMinimum::RoundUpToMinimum), Ok(q("0.1")));
     }
 
     #[test]
     fn tiny_and_huge_ratios() {
         let spec = eurusd();
-        let tiny = SizingRule::Multiplier {
-            ratio: Ratio::parse("0.000000000001").unwrap(),
-        };
+        let tiny = SizingRule::Multiplier { ratio: Ratio::parse("0.000000000001").unwrap() };
         assert!(matches!(
             size(tiny, q("100"), &spec, Rounding::Down, BelowMinimum::Skip),
             Err(SkipReason::BelowMinimum { .. })
         ));
-        assert_eq!(
-            size(tiny, q("100"), &spec, Rounding::Down, BelowMinimum::RoundUpToMinimum),
-            Ok(q("0.01"))
-        );
-        let huge = SizingRule::Multiplier {
-            ratio: Ratio::parse("10000000000").unwrap(),
-        };
-        assert_eq!(
-            size(huge, q("10000"), &spec, Rounding::Down, BelowMinimum::Skip),
-            Ok(q("100"))
-        );
+        assert_eq!(size(tiny, q("100"), &spec, Rounding::Down, BelowMinimum::RoundUpToMinimum), Ok(q("0.01")));
+        let huge = SizingRule::Multiplier { ratio: Ratio::parse("10000000000").unwrap() };
+        assert_eq!(size(huge, q("10000"), &spec, Rounding::Down, BelowMinimum::Skip), Ok(q("100")));
         let mut exact = inputs(q("10000000000"));
         exact.follower_balance = Money::parse("10000000000").unwrap();
         exact.leader_balance = Some(Money::from_raw(1));
-        let rule = SizingRule::BalanceRatio {
-            multiplier: Ratio::parse("10000000000").unwrap(),
-        };
+        let rule = SizingRule::BalanceRatio { multiplier: Ratio::parse("10000000000").unwrap() };
         // 10¹⁰ lots × 10¹⁸ × 10¹⁰: past any sane size, reported rather than wrapped.
         let result = exact_size(&rule, &exact, &spec)
             .and_then(|e| to_tradable(e, &spec, Rounding::Down, BelowMinimum::Skip, None));
-        assert!(matches!(
-            result,
-            Err(SkipReason::SizeOverflow) | Ok((_, SizeAdjustment::ClampedToMax(_)))
-        ));
+        assert!(matches!(result, Err(SkipReason::SizeOverflow) | Ok((_, SizeAdjustment::ClampedToMax(_)))));
     }
 
     #[test]
@@ -316,47 +239,26 @@ mod tests {
         let exact = exact_size(&SizingRule::EquityRatio { multiplier: Ratio::ONE }, &zero, &spec).unwrap();
         assert_eq!(
             to_tradable(exact, &spec, Rounding::Down, BelowMinimum::RoundUpToMinimum, None),
-            Err(SkipReason::BelowMinimum {
-                computed: Qty::ZERO,
-                min: q("0.01")
-            })
+            Err(SkipReason::BelowMinimum { computed: Qty::ZERO, min: q("0.01") })
         );
     }
 
     #[test]
     fn proportional_closes() {
         let spec = eurusd();
-        assert_eq!(
-            proportional_close(q("0.03"), q("1"), q("2"), &spec, Rounding::Down),
-            Ok(q("0.01"))
-        );
-        assert_eq!(
-            proportional_close(q("0.03"), q("1"), q("2"), &spec, Rounding::Nearest),
-            Ok(q("0.02"))
-        );
+        assert_eq!(proportional_close(q("0.03"), q("1"), q("2"), &spec, Rounding::Down), Ok(q("0.01")));
+        assert_eq!(proportional_close(q("0.03"), q("1"), q("2"), &spec, Rounding::Nearest), Ok(q("0.02")));
         assert_eq!(
             proportional_close(q("0.01"), q("1"), q("2"), &spec, Rounding::Down),
             Err(SkipReason::PartialCloseRoundsToZero { open: q("0.01") })
         );
-        assert_eq!(
-            proportional_close(q("4"), q("1"), q("2"), &spec, Rounding::Down),
-            Ok(q("2"))
-        );
+        assert_eq!(proportional_close(q("4"), q("1"), q("2"), &spec, Rounding::Down), Ok(q("2")));
         let coarse = make_spec("XAUUSD", "100", "0.01", "1", "0.01", "0.1", "50", 2);
         // 0.25 × 3/5 = 0.15 leaves 0.10 — fine; × 4/5 = 0.2 leaves 0.05 < min → close all.
-        assert_eq!(
-            proportional_close(q("0.25"), q("3"), q("5"), &coarse, Rounding::Down),
-            Ok(q("0.15"))
-        );
-        assert_eq!(
-            proportional_close(q("0.25"), q("4"), q("5"), &coarse, Rounding::Down),
-            Ok(q("0.25"))
-        );
+        assert_eq!(proportional_close(q("0.25"), q("3"), q("5"), &coarse, Rounding::Down), Ok(q("0.15")));
+        assert_eq!(proportional_close(q("0.25"), q("4"), q("5"), &coarse, Rounding::Down), Ok(q("0.25")));
         let es = es();
-        assert_eq!(
-            proportional_close(q("3"), q("1"), q("2"), &es, Rounding::Down),
-            Ok(q("1"))
-        );
+        assert_eq!(proportional_close(q("3"), q("1"), q("2"), &es, Rounding::Down), Ok(q("1")));
     }
 
     fn lots() -> impl Strategy<Value = Qty> {

@@ -44,20 +44,14 @@ impl Symbol {
             return Err(SymbolError::Empty);
         }
         if let Some(found) = text.chars().find(|c| !c.is_ascii_graphic()) {
-            return Err(SymbolError::BadCharacter {
-                text: text.to_owned(),
-                found,
-            });
+            return Err(SymbolError::BadCharacter { text: text.to_owned(), found });
         }
         if text.len() > SYMBOL_LEN_MAX {
             return Err(SymbolError::TooLong(text.to_owned()));
         }
         let mut bytes = [0u8; SYMBOL_LEN_MAX];
         bytes[..text.len()].copy_from_slice(text.as_bytes());
-        Ok(Self {
-            len: u8::try_from(text.len()).expect("length checked above"),
-            bytes,
-        })
+        Ok(Self { len: u8::try_from(text.len()).expect("length checked above"), bytes })
     }
 
     /// The symbol text.
@@ -74,10 +68,7 @@ impl Symbol {
         // The symbol is valid already: only the decoration needs checking.
         for part in [prefix, suffix] {
             if let Some(found) = part.chars().find(|c| !c.is_ascii_graphic()) {
-                return Err(SymbolError::BadCharacter {
-                    text: format!("{prefix}{self}{suffix}"),
-                    found,
-                });
+                return Err(SymbolError::BadCharacter { text: format!("{prefix}{self}{suffix}"), found });
             }
         }
         let len = usize::from(self.len);
@@ -89,10 +80,7 @@ impl Symbol {
         bytes[..prefix.len()].copy_from_slice(prefix.as_bytes());
         bytes[prefix.len()..prefix.len() + len].copy_from_slice(&self.bytes[..len]);
         bytes[prefix.len() + len..total].copy_from_slice(suffix.as_bytes());
-        Ok(Self {
-            len: u8::try_from(total).expect("checked above"),
-            bytes,
-        })
+        Ok(Self { len: u8::try_from(total).expect("checked above"), bytes })
     }
 
     /// The symbol with `prefix` and `suffix` removed where present (`EURUSD.x` → `EURUSD`).
@@ -113,10 +101,7 @@ impl Symbol {
         // A slice of valid ASCII is valid ASCII.
         let mut bytes = [0u8; SYMBOL_LEN_MAX];
         bytes[..end - start].copy_from_slice(&text[start..end]);
-        Self {
-            len: u8::try_from(end - start).expect("shorter than before"),
-            bytes,
-        }
+        Self { len: u8::try_from(end - start).expect("shorter than before"), bytes }
     }
 }
 
@@ -129,10 +114,7 @@ impl ArchivedSymbol {
 
     /// The native value.
     pub fn to_native(&self) -> Symbol {
-        Symbol {
-            len: self.len,
-            bytes: self.bytes,
-        }
+        Symbol { len: self.len, bytes: self.bytes }
     }
 }
 
@@ -174,15 +156,7 @@ mod tests {
 
     #[test]
     fn accepts_broker_symbols() {
-        for text in [
-            "EURUSD",
-            "EURUSD.r",
-            "MNQZ6",
-            "US30.cash",
-            "XAU/USD",
-            "BTC-PERP",
-            "#AAPL",
-        ] {
+        for text in ["EURUSD", "EURUSD.r", "MNQZ6", "US30.cash", "XAU/USD", "BTC-PERP", "#AAPL"] {
             assert_eq!(Symbol::new(text).unwrap().as_str(), text);
         }
     }
@@ -190,10 +164,7 @@ mod tests {
     #[test]
     fn refuses_bad_symbols_with_reasons() {
         assert_eq!(Symbol::new(""), Err(SymbolError::Empty));
-        assert!(matches!(
-            Symbol::new("EUR USD"),
-            Err(SymbolError::BadCharacter { found: ' ', .. })
-        ));
+        assert!(matches!(Symbol::new("EUR USD"), Err(SymbolError::BadCharacter { found: ' ', .. })));
         assert!(matches!(Symbol::new("EURÜSD"), Err(SymbolError::BadCharacter { .. })));
         assert!(matches!(Symbol::new(&"X".repeat(32)), Err(SymbolError::TooLong(_))));
         assert!(Symbol::new(&"X".repeat(31)).is_ok());
@@ -208,10 +179,7 @@ mod tests {
         assert_eq!(leader.stripped("", ".x"), eurusd);
         assert_eq!(eurusd.stripped("", ".x"), eurusd);
         assert!(Symbol::new(&"X".repeat(30)).unwrap().decorated("", ".r").is_err());
-        assert!(matches!(
-            eurusd.decorated("", " r"),
-            Err(SymbolError::BadCharacter { found: ' ', .. })
-        ));
+        assert!(matches!(eurusd.decorated("", " r"), Err(SymbolError::BadCharacter { found: ' ', .. })));
         assert_eq!(Symbol::new("mEURUSD.x").unwrap().stripped("m", ".x"), eurusd);
         // Stripping never leaves nothing.
         let bare = Symbol::new(".x").unwrap();

@@ -52,10 +52,8 @@ impl SharedSignal {
     }
 
     fn validated(bytes: AlignedVec) -> Result<Self, WireError> {
-        rkyv::access::<ArchivedSignal, rancor::Error>(&bytes).map_err(|e| WireError::Invalid {
-            len: bytes.len(),
-            detail: e.to_string(),
-        })?;
+        rkyv::access::<ArchivedSignal, rancor::Error>(&bytes)
+            .map_err(|e| WireError::Invalid { len: bytes.len(), detail: e.to_string() })?;
         Ok(Self { bytes: Arc::new(bytes) })
     }
 
@@ -123,10 +121,7 @@ mod tests {
         let copy = shared.clone();
         assert_eq!(copy.view(), original.view());
         assert_eq!(copy.to_signal(), original);
-        assert!(
-            std::ptr::eq(shared.as_bytes().as_ptr(), copy.as_bytes().as_ptr()),
-            "clones share the bytes"
-        );
+        assert!(std::ptr::eq(shared.as_bytes().as_ptr(), copy.as_bytes().as_ptr()), "clones share the bytes");
     }
 
     #[test]
@@ -135,10 +130,7 @@ mod tests {
         let round_trip = SharedSignal::decode(shared.as_bytes()).unwrap();
         assert_eq!(round_trip.view(), shared.view());
         let truncated = &shared.as_bytes()[..shared.as_bytes().len() - 3];
-        assert!(matches!(
-            SharedSignal::decode(truncated),
-            Err(WireError::Invalid { .. })
-        ));
+        assert!(matches!(SharedSignal::decode(truncated), Err(WireError::Invalid { .. })));
         assert!(matches!(SharedSignal::decode(&[]), Err(WireError::Invalid { .. })));
     }
 
