@@ -65,6 +65,28 @@ fn rules(index: usize) -> LinkRules {
     LinkRules { sizing, reverse: index % 7 == 3, max_signal_age_ms: Some(5_000), ..LinkRules::default() }
 }
 
+/// Follower `index`: a hedging EURUSD account with per-order, position and exposure limits.
+fn follower(index: usize, inbound: Vec<mirror_engine::account::InboundLink>) -> AccountSetup {
+    AccountSetup {
+        id: AccountId(index as u32 + 10),
+        name: Arc::from(format!("f{index}").as_str()),
+        mode: AccountMode::Hedging,
+        instruments: InstrumentTable::from_iter([eurusd()]),
+        balance: Money::parse("100000").unwrap(),
+        equity: Money::parse("100000").unwrap(),
+        risk: RiskLimits {
+            max_order_qty: Some(Qty::parse("50").unwrap()),
+            max_open_positions: Some(1_000),
+            max_symbol_exposure: Some(Qty::parse("1000").unwrap()),
+            ..RiskLimits::default()
+        },
+        inbound,
+        is_leader: false,
+        connected: true,
+        positions: Vec::new(),
+    }
+}
+
 fn signal(leader: u64) -> SignalAction {
     SignalAction::Open(OpenSignal {
         leader: LeaderRef(leader),
@@ -130,26 +152,11 @@ fn engine_run(followers: usize, encoding: FanoutEncoding, spin: u32, iterations:
         .source(source, [Symbol::new("EURUSD").unwrap()]);
     for index in 0..followers {
         let id = AccountId(index as u32 + 10);
-        builder = builder
-            .account(AccountSetup {
-                id,
-                name: Arc::from(format!("f{index}").as_str()),
-                mode: AccountMode::Hedging,
-                instruments: InstrumentTable::from_iter([eurusd()]),
-                balance: Money::parse("100000").unwrap(),
-                equity: Money::parse("100000").unwrap(),
-                risk: RiskLimits {
-                    max_order_qty: Some(Qty::parse("50").unwrap()),
-                    max_open_positions: Some(1_000),
-                    max_symbol_exposure: Some(Qty::parse("1000").unwrap()),
-                    ..RiskLimits::default()
-                },
-                inbound: Vec::new(),
-                is_leader: false,
-                connected: true,
-                positions: Vec::new(),
-            })
-            .link(LinkSpec { leader: source, follower: id, rules: Arc::new(rules(index)) });
+        builder = builder.account(follower(index, Vec::new())).link(LinkSpec {
+            leader: source,
+            follower: id,
+            rules: Arc::new(rules(index)),
+        });
     }
     let (engine, queues) = builder.start().expect("engine starts");
     // Like every thread that is not a shard, the bench thread stays off the shard's core.
@@ -238,28 +245,12 @@ fn actor_alone(followers: usize, iterations: usize) -> Histogram<u64> {
     let source = Origin::Source(SourceId(1));
     let mut actors: Vec<AccountActor> = (0..followers)
         .map(|index| {
-            AccountActor::new(AccountSetup {
-                id: AccountId(index as u32 + 10),
-                name: Arc::from("f"),
-                mode: AccountMode::Hedging,
-                instruments: InstrumentTable::from_iter([eurusd()]),
-                balance: Money::parse("100000").unwrap(),
-                equity: Money::parse("100000").unwrap(),
-                risk: RiskLimits {
-                    max_order_qty: Some(Qty::parse("50").unwrap()),
-                    max_open_positions: Some(1_000),
-                    max_symbol_exposure: Some(Qty::parse("1000").unwrap()),
-                    ..RiskLimits::default()
-                },
-                inbound: vec![InboundLink {
-                    link: mirror_engine::LinkId(index as u32),
-                    origin: source,
-                    rules: Arc::new(rules(index)),
-                }],
-                is_leader: false,
-                connected: true,
-                positions: Vec::new(),
-            })
+            let link = InboundLink {
+                link: mirror_engine::LinkId(index as u32),
+                origin: source,
+                rules: Arc::new(rules(index)),
+            };
+            AccountActor::new(follower(index, vec![link]))
         })
         .collect();
     let refusal = ConnectorError::Rejected(RejectReason::new(RejectCode::Other, "benchmark"));

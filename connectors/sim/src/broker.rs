@@ -187,6 +187,22 @@ fn now_unix_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
+/// The account `name`, for a request that came through its session (`by_hand` false: the
+/// session must be up) or from the user's own terminal (`by_hand` true).
+fn session<'a>(
+    accounts: &'a mut BTreeMap<String, Account>,
+    name: &str,
+    by_hand: bool,
+) -> Result<&'a mut Account, ConnectorError> {
+    let account = accounts
+        .get_mut(name)
+        .ok_or_else(|| ConnectorError::Protocol(format!("the simulated broker has no account `{name}`")))?;
+    if !by_hand && !account.connected {
+        return Err(ConnectorError::NotConnected);
+    }
+    Ok(account)
+}
+
 fn refuse(code: RejectCode, message: impl Into<String>) -> ConnectorError {
     ConnectorError::Rejected(RejectReason::new(code, message))
 }
@@ -528,9 +544,7 @@ impl SimBroker {
     ) -> Result<T, ConnectorError> {
         let mut state = self.lock();
         let State { accounts, markets, stats, .. } = &mut *state;
-        let account = accounts
-            .get_mut(name)
-            .ok_or_else(|| ConnectorError::Protocol(format!("the simulated broker has no account `{name}`")))?;
+        let account = session(accounts, name, true)?;
         f(account, markets, stats)
     }
 
@@ -641,13 +655,7 @@ impl SimBroker {
         let config = &self.shared.config;
         let mut guard = self.lock();
         let state = &mut *guard;
-        let account = state
-            .accounts
-            .get_mut(account_name)
-            .ok_or_else(|| ConnectorError::Protocol(format!("the simulated broker has no account `{account_name}`")))?;
-        if !by_hand && !account.connected {
-            return Err(ConnectorError::NotConnected);
-        }
+        let account = session(&mut state.accounts, account_name, by_hand)?;
         let client_id = (!by_hand).then_some(request.client_id);
         if let Some(client_id) = client_id
             && let Some(existing) = account.client_ids.get(&client_id)
@@ -831,13 +839,7 @@ impl SimBroker {
         let config = &self.shared.config;
         let mut guard = self.lock();
         let state = &mut *guard;
-        let account = state
-            .accounts
-            .get_mut(account_name)
-            .ok_or_else(|| ConnectorError::Protocol(format!("the simulated broker has no account `{account_name}`")))?;
-        if !by_hand && !account.connected {
-            return Err(ConnectorError::NotConnected);
-        }
+        let account = session(&mut state.accounts, account_name, by_hand)?;
         let client_id = (!by_hand).then_some(request.client_id);
         if let Some(client_id) = client_id
             && let Some(existing) = account.client_ids.get(&client_id)
@@ -894,13 +896,7 @@ impl SimBroker {
     ) -> Result<(), ConnectorError> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let account = state
-            .accounts
-            .get_mut(account_name)
-            .ok_or_else(|| ConnectorError::Protocol(format!("the simulated broker has no account `{account_name}`")))?;
-        if !by_hand && !account.connected {
-            return Err(ConnectorError::NotConnected);
-        }
+        let account = session(&mut state.accounts, account_name, by_hand)?;
         let Some(position) = account.book.get(request.position).copied() else {
             return Err(refuse(RejectCode::NotFound, format!("no open position {}", request.position)));
         };
@@ -931,13 +927,7 @@ impl SimBroker {
     ) -> Result<(), ConnectorError> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let account = state
-            .accounts
-            .get_mut(account_name)
-            .ok_or_else(|| ConnectorError::Protocol(format!("the simulated broker has no account `{account_name}`")))?;
-        if !by_hand && !account.connected {
-            return Err(ConnectorError::NotConnected);
-        }
+        let account = session(&mut state.accounts, account_name, by_hand)?;
         let found = account
             .working
             .values()

@@ -5,19 +5,15 @@ use std::time::Duration;
 use mirror_model::{AccountMode, InstrumentSpec, Money, Price, Qty, Symbol};
 
 /// How the simulated broker behaves.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SimConfig {
     /// Seed of every random choice (prices, latency, slippage, partial fills, rejects).
     pub seed: u64,
     /// How often prices move; `None` moves them only when told (tests).
-    #[serde(with = "millis_option")]
     pub tick_interval: Option<Duration>,
     /// Shortest delay before an order is handled.
-    #[serde(with = "millis")]
     pub latency_min: Duration,
     /// Longest delay before an order is handled.
-    #[serde(with = "millis")]
     pub latency_max: Duration,
     /// Most ticks of adverse slippage on a market fill.
     pub slippage_ticks_max: u32,
@@ -45,8 +41,7 @@ impl Default for SimConfig {
 }
 
 /// One price feed (an underlying market that account symbols map to).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimMarket {
     /// The feed's name (`EURUSD`, `ES`).
     pub symbol: Symbol,
@@ -85,62 +80,18 @@ pub struct SimAccountConfig {
 }
 
 /// How an auto-trading leader trades on its own (for the demo).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AutoTraderConfig {
     /// Time between decisions.
-    #[serde(with = "millis")]
     pub every: Duration,
     /// Symbols it trades (the account's own).
     pub symbols: Vec<Symbol>,
     /// Quantities it picks from.
     pub quantities: Vec<Qty>,
     /// Most positions it holds at once.
-    #[serde(default = "default_max_positions")]
     pub max_positions: usize,
     /// Stop distance in ticks.
-    #[serde(default = "default_stop_ticks")]
     pub stop_ticks: u32,
     /// Target distance in ticks.
-    #[serde(default = "default_profit_ticks")]
     pub profit_ticks: u32,
-}
-
-fn default_max_positions() -> usize {
-    3
-}
-fn default_stop_ticks() -> u32 {
-    40
-}
-fn default_profit_ticks() -> u32 {
-    80
-}
-
-mod millis {
-    use std::time::Duration;
-
-    pub(super) fn serialize<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        <u64 as serde::Deserialize>::deserialize(deserializer).map(Duration::from_millis)
-    }
-}
-
-mod millis_option {
-    use std::time::Duration;
-
-    pub(super) fn serialize<S: serde::Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(value) => serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX)),
-            None => serializer.serialize_u64(0),
-        }
-    }
-
-    /// `0` means "no automatic ticks".
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
-        let millis = <u64 as serde::Deserialize>::deserialize(deserializer)?;
-        Ok((millis > 0).then(|| Duration::from_millis(millis)))
-    }
 }

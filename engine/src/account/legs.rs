@@ -190,9 +190,7 @@ impl Legs {
         keys
     }
 
-
     pub(crate) fn len(&self) -> usize {
         self.by_key.len()
     }
-
 }

@@ -883,29 +883,13 @@ impl AccountActor {
     ) {
         let Some(leg) = self.legs.get(&key) else { return };
         let (symbol, side, held) = (leg.symbol, leg.side, leg.open_qty());
-        let offsetting = self
-            .orders
-            .values()
-            .filter(|e| e.purpose == Purpose::Close(Some(key)) && e.order.status.is_live())
-            .fold(Qty::ZERO, |sum, e| sum + e.order.remaining_qty());
-        let available = if offsetting >= held { Qty::ZERO } else { held - offsetting };
-        let qty = qty.min(available);
-        if qty.is_zero() {
+        let in_flight = self.in_flight(|e| e.purpose == Purpose::Close(Some(key)));
+        let Some(request) =
+            self.taking_off(signal, next_leg, symbol, side, held - held.min(in_flight), qty, OrderIntent::Open)
+        else {
             return;
-        }
-        let client_id = ClientOrderId::new(signal, self.id, *next_leg);
-        *next_leg = next_leg.saturating_add(1);
-        let request = OrderRequest {
-            client_id,
-            symbol,
-            side: side.opposite(),
-            qty,
-            kind: OrderKind::Market,
-            stop_loss: None,
-            take_profit: None,
-            time_in_force: TimeInForce::Ioc,
-            intent: OrderIntent::Open,
         };
+        let client_id = request.client_id;
         self.send_order(request, Purpose::Close(Some(key)), signal_t_in, out);
         let position = self.net_position(&symbol).map_or(NET, |p| p.id);
         audit(out, Some(signal), AuditEvent::Closing { client_id, position, qty });
@@ -928,11 +912,57 @@ impl AccountActor {
     // ----- sending ---------------------------------------------------------------------
 
     fn send_order(&mut self, request: OrderRequest, purpose: Purpose, signal_t_in: Option<u64>, out: &mut Vec<Action>) {
+        self.register(request, purpose, signal_t_in);
+        out.push(Action::Send { command: Command::Place(request), signal_t_in });
+    }
+
+    /// Quantity still to fill of the live orders `matching` picks.
+    fn in_flight(&self, matching: impl Fn(&OrderEntry) -> bool) -> Qty {
+        self.orders
+            .values()
+            .filter(|e| e.order.status.is_live() && matching(e))
+            .fold(Qty::ZERO, |sum, e| sum + e.order.remaining_qty())
+    }
+
+    /// A market order (immediate or cancel) on the other side of a holding on `side`, for
+    /// `qty` but never more than `available`; `None` when nothing is available. Numbered
+    /// `(signal, this account, next_leg)`.
+    #[allow(clippy::too_many_arguments)]
+    fn taking_off(
+        &self,
+        signal: SignalId,
+        next_leg: &mut u16,
+        symbol: Symbol,
+        side: mirror_model::Side,
+        available: Qty,
+        qty: Qty,
+        intent: OrderIntent,
+    ) -> Option<OrderRequest> {
+        let qty = qty.min(available);
+        if qty.is_zero() {
+            return None;
+        }
+        let client_id = ClientOrderId::new(signal, self.id, *next_leg);
+        *next_leg = next_leg.saturating_add(1);
+        Some(OrderRequest {
+            client_id,
+            symbol,
+            side: side.opposite(),
+            qty,
+            kind: OrderKind::Market,
+            stop_loss: None,
+            take_profit: None,
+            time_in_force: TimeInForce::Ioc,
+            intent,
+        })
+    }
+
+    /// Records a new order as submitted (it is handed to the connector right after).
+    fn register(&mut self, request: OrderRequest, purpose: Purpose, signal_t_in: Option<u64>) {
         let mut order = Order::new(request);
         let submitted = order.apply(OrderUpdate::Submit);
         debug_assert!(submitted.is_ok(), "a new order can always be submitted");
         self.orders.insert(request.client_id, OrderEntry { order, purpose, fills: 0, signal_t_in });
-        out.push(Action::Send { command: Command::Place(request), signal_t_in });
     }
 
     /// Closes `qty` of `position`, never more than is open and not already being closed by
@@ -954,33 +984,14 @@ impl AccountActor {
             (None, Some(leg)) => (leg.symbol, leg.side, qty),
             (None, None) => return,
         };
-        let closing = self
-            .orders
-            .values()
-            .filter(|e| e.order.status.is_live() && e.order.request.intent == OrderIntent::Close { position })
-            .fold(Qty::ZERO, |sum, e| sum + e.order.remaining_qty());
-        let available = if closing >= held { Qty::ZERO } else { held - closing };
-        let qty = qty.min(available);
-        if qty.is_zero() {
+        let in_flight = self.in_flight(|e| e.order.request.intent == OrderIntent::Close { position });
+        let intent = OrderIntent::Close { position };
+        let Some(request) = self.taking_off(signal, next_leg, symbol, side, held - held.min(in_flight), qty, intent)
+        else {
             return;
-        }
-        let client_id = ClientOrderId::new(signal, self.id, *next_leg);
-        *next_leg = next_leg.saturating_add(1);
-        let request = OrderRequest {
-            client_id,
-            symbol,
-            side: side.opposite(),
-            qty,
-            kind: OrderKind::Market,
-            stop_loss: None,
-            take_profit: None,
-            time_in_force: TimeInForce::Ioc,
-            intent: OrderIntent::Close { position },
         };
-        let mut order = Order::new(request);
-        let submitted = order.apply(OrderUpdate::Submit);
-        debug_assert!(submitted.is_ok(), "a new order can always be submitted");
-        self.orders.insert(client_id, OrderEntry { order, purpose: Purpose::Close(leg), fills: 0, signal_t_in });
+        let (client_id, qty) = (request.client_id, request.qty);
+        self.register(request, Purpose::Close(leg), signal_t_in);
         let close = CloseRequest { client_id, position, symbol, qty };
         out.push(Action::Send { command: Command::Close(close), signal_t_in });
         audit(out, Some(signal), AuditEvent::Closing { client_id, position, qty });

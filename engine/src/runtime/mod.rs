@@ -30,9 +30,8 @@ pub enum FanoutEncoding {
     ClonedOwned,
 }
 
-/// Runtime settings.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(default, deny_unknown_fields)]
+/// Runtime settings (read from the configuration's `[engine]` section).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeSettings {
     /// Shard threads. Default: one per core but one (left to network I/O), at least one.
     pub shards: usize,

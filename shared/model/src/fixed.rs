@@ -48,6 +48,29 @@ pub enum Rounding {
     Up,
 }
 
+/// `num / den` (`den > 0`) rounded by `mode`, for one integer width.
+macro_rules! div_round_for {
+    ($name:ident, $int:ty) => {
+        fn $name(num: $int, den: $int, mode: Rounding) -> $int {
+            let quotient = num / den;
+            let remainder = num % den;
+            if remainder == 0 {
+                return quotient;
+            }
+            let away = if num < 0 { -1 } else { 1 };
+            match mode {
+                Rounding::Down => quotient,
+                Rounding::Up => quotient + away,
+                Rounding::Nearest if remainder.unsigned_abs() * 2 >= den.unsigned_abs() => quotient + away,
+                Rounding::Nearest => quotient,
+            }
+        }
+    };
+}
+
+div_round_for!(div_round_64, i64);
+div_round_for!(div_round_128, i128);
+
 /// Divides `num` by `den` (`den > 0`) and rounds the quotient by `mode`.
 pub(crate) fn div_round(num: i128, den: i128, mode: Rounding) -> i128 {
     assert!(den > 0, "div_round needs a positive divisor, got {den}");
@@ -56,43 +79,7 @@ pub(crate) fn div_round(num: i128, den: i128, mode: Rounding) -> i128 {
     if let (Ok(num), Ok(den)) = (i64::try_from(num), i64::try_from(den)) {
         return i128::from(div_round_64(num, den, mode));
     }
-    let quotient = num / den;
-    let remainder = num % den;
-    if remainder == 0 {
-        return quotient;
-    }
-    let away = if num < 0 { -1 } else { 1 };
-    match mode {
-        Rounding::Down => quotient,
-        Rounding::Up => quotient + away,
-        Rounding::Nearest => {
-            if remainder.unsigned_abs() * 2 >= den.unsigned_abs() {
-                quotient + away
-            } else {
-                quotient
-            }
-        }
-    }
-}
-
-fn div_round_64(num: i64, den: i64, mode: Rounding) -> i64 {
-    let quotient = num / den;
-    let remainder = num % den;
-    if remainder == 0 {
-        return quotient;
-    }
-    let away = if num < 0 { -1 } else { 1 };
-    match mode {
-        Rounding::Down => quotient,
-        Rounding::Up => quotient + away,
-        Rounding::Nearest => {
-            if remainder.unsigned_abs() * 2 >= den.unsigned_abs() {
-                quotient + away
-            } else {
-                quotient
-            }
-        }
-    }
+    div_round_128(num, den, mode)
 }
 
 /// Greatest common divisor of two magnitudes (`gcd(0, 0) = 0`).
@@ -767,20 +754,10 @@ mod tests {
         #[test]
         fn fast_division_agrees_with_wide_division(num in proptest::num::i64::ANY, den in 1i64..=i64::MAX) {
             for mode in [Rounding::Down, Rounding::Nearest, Rounding::Up] {
-                let wide = {
-                    let (num, den) = (i128::from(num), i128::from(den));
-                    let quotient = num / den;
-                    let remainder = num % den;
-                    let away = if num < 0 { -1 } else { 1 };
-                    match mode {
-                        _ if remainder == 0 => quotient,
-                        Rounding::Down => quotient,
-                        Rounding::Up => quotient + away,
-                        Rounding::Nearest if remainder.unsigned_abs() * 2 >= den.unsigned_abs() => quotient + away,
-                        Rounding::Nearest => quotient,
-                    }
-                };
-                proptest::prop_assert_eq!(i128::from(div_round_64(num, den, mode)), wide);
+                proptest::prop_assert_eq!(
+                    i128::from(div_round_64(num, den, mode)),
+                    div_round_128(i128::from(num), i128::from(den), mode)
+                );
             }
         }
     }
