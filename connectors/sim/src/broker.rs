@@ -14,7 +14,7 @@ use mirror_connector::{
 };
 use mirror_model::{
     AccountMode, BrokerOrderId, ClientOrderId, Fill, InstrumentSpec, Money, OrderIntent, OrderKind, OrderRequest,
-    Position, PositionBook, PositionChange, PositionId, Price, Qty, Side, Symbol, TimeInForce,
+    Position, PositionBook, PositionChange, PositionId, Price, Qty, Rounding, Side, Symbol, TimeInForce,
 };
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -23,6 +23,8 @@ use crate::config::{SimAccountConfig, SimConfig, SimInstrument, SimMarket};
 
 /// Client order ids remembered per account for idempotency (oldest forgotten first).
 const CLIENT_IDS_REMEMBERED: usize = 100_000;
+/// Money is booked in cents.
+const MONEY_DECIMALS: u32 = 2;
 /// Executions kept per account in its history (oldest dropped first).
 const HISTORY_KEPT: usize = 100_000;
 
@@ -246,7 +248,7 @@ impl Account {
             let market = markets.get(&instrument.feed)?;
             Some((instrument.spec, market.bid, market.ask()))
         });
-        self.balance + unrealized
+        self.balance + unrealized.round_dp(MONEY_DECIMALS, Rounding::Nearest)
     }
 
     fn snapshot(&self, markets: &BTreeMap<Symbol, Market>) -> AccountSnapshot {
@@ -295,7 +297,9 @@ fn execute(
         .map_err(|error| refuse(RejectCode::NotFound, error.to_string()))?;
     stats.fills += 1;
     let time_unix_ms = now_unix_ms();
-    for effect in &effects {
+    for effect in &mut effects {
+        // A broker books money in the account currency's minor unit.
+        effect.realized_pnl = effect.realized_pnl.round_dp(MONEY_DECIMALS, Rounding::Nearest);
         account.balance += effect.realized_pnl;
         let (qty, opening) = match effect.change {
             PositionChange::Opened => (effect.position.qty, true),

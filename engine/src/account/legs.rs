@@ -63,6 +63,11 @@ impl CopyLeg {
         self.positions.iter().fold(Qty::ZERO, |sum, (_, qty)| sum + *qty)
     }
 
+    /// What this leg holds in `position` (or, on a netting account, in [`NET`]).
+    pub(crate) fn held(&self, position: PositionId) -> Qty {
+        self.positions.iter().find(|(id, _)| *id == position).map_or(Qty::ZERO, |(_, qty)| *qty)
+    }
+
     pub(crate) fn add(&mut self, position: PositionId, qty: Qty) {
         match self.positions.iter_mut().find(|(id, _)| *id == position) {
             Some((_, held)) => *held += qty,

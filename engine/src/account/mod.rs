@@ -345,6 +345,16 @@ pub enum AuditEvent {
         /// Why.
         error: String,
     },
+    /// A closing order executed after the broker had already closed (part of) the copy by
+    /// itself, opening exposure nobody asked for; it is being taken back off.
+    Corrected {
+        /// The order taking it off.
+        client_id: ClientOrderId,
+        /// Symbol.
+        symbol: Symbol,
+        /// Quantity taken back off.
+        qty: Qty,
+    },
     /// A command could not be queued for the connector.
     NotSent {
         /// Which.
@@ -1125,10 +1135,14 @@ impl AccountActor {
         let holding = self.holding_of(fill.position);
         match purpose {
             Purpose::Close(Some(key)) => {
+                let held = self.legs.get(&key).map_or(Qty::ZERO, |leg| leg.held(holding));
                 if let Some(leg) = self.legs.get_mut(&key) {
                     leg.reduce(holding, fill.qty);
                 }
                 self.legs.prune(&key);
+                if holding == NET && fill.qty > held {
+                    self.take_back(client_id, fill_number, fill.qty - held, out);
+                }
             }
             Purpose::Close(None) => {}
             Purpose::Open(key) => {
@@ -1156,6 +1170,23 @@ impl AccountActor {
                 self.amend_after_fill(key, client_id, fill, first_fill, out);
             }
         }
+    }
+
+    /// A netting offset executed for more than its copy still held (the broker closed the copy
+    /// by itself meanwhile): the excess is new exposure nobody asked for, so it is taken back
+    /// off with an order on the other side of the offset. Numbered
+    /// `(signal, account, 0x8000 + fill)` so it never collides with the signal's other orders.
+    fn take_back(&mut self, offset: ClientOrderId, fill_number: u16, excess: Qty, out: &mut Vec<Action>) {
+        let request = self.orders.get(&offset).expect("the offset being filled is live").order.request;
+        let mut leg = 0x8000u16.saturating_add(fill_number);
+        let intent = OrderIntent::Open;
+        let Some(back) = self.taking_off(offset.signal, &mut leg, request.symbol, request.side, excess, excess, intent)
+        else {
+            return;
+        };
+        let client_id = back.client_id;
+        self.send_order(back, Purpose::Close(None), None, out);
+        audit(out, Some(offset.signal), AuditEvent::Corrected { client_id, symbol: request.symbol, qty: excess });
     }
 
     /// Levels that depend on the fill price (fixed distances), or that a modify asked for

@@ -578,3 +578,30 @@ fn a_position_the_broker_closes_by_itself_ends_its_copies() {
         assert_eq!(skips(&feed_signal(&mut actor, &close)), vec![SkipReason::NoCopy], "{mode:?}");
     }
 }
+
+#[test]
+fn an_offset_that_lands_after_the_broker_closed_the_copy_is_taken_back_off() {
+    let mut actor = actor_with(LinkRules::default(), RiskLimits::default(), AccountMode::Netting, false);
+    opened(&mut actor, "2");
+    // The leader closes: the follower sends an offsetting sell of 2 …
+    let out = feed_signal(&mut actor, &signal(2, SignalAction::Close { leader: LeaderRef(7) }));
+    let [Command::Place(offset)] = commands(&out)[..] else { panic!("{out:?}") };
+    assert_eq!((offset.side, offset.qty), (Side::Sell, q("2")));
+    // … but the copy's own stop closes it at the broker first.
+    let stop_hit = Input::Event(ConnectorEvent::Order(OrderReport {
+        client_id: None,
+        broker_id: BrokerOrderId(999),
+        symbol: sym("EURUSD"),
+        side: Side::Sell,
+        kind: OrderReportKind::Filled(Fill { qty: q("2"), price: p("1.08"), position: PositionId(70) }),
+        time_unix_ms: NOW.unix_ms,
+    }));
+    feed(&mut actor, stop_hit);
+    feed(&mut actor, position_event(70, Side::Buy, "2", PositionChange::Closed { closed: q("2") }));
+    // The offset then fills on a flat account and opens a short of 2 nobody asked for: the
+    // actor buys it back at once.
+    let out = feed(&mut actor, netting_fill(offset.client_id, Side::Sell, "2", 71));
+    let [Command::Place(correction)] = commands(&out)[..] else { panic!("{out:?}") };
+    assert_eq!((correction.side, correction.qty, correction.intent), (Side::Buy, q("2"), OrderIntent::Open));
+    assert!(out.iter().any(|a| matches!(a, Action::Audit(Audit { event: AuditEvent::Corrected { .. }, .. }))));
+}

@@ -325,6 +325,10 @@ fn log_audit(record: &AuditRecord, names: &FxHashMap<AccountId, Arc<str>>) {
         AuditEvent::CommandFailed { command, error } => {
             tracing::warn!(seq, account, signal, command, error, "command failed")
         }
+        AuditEvent::Corrected { client_id, symbol, qty } => tracing::warn!(
+            seq, account, signal, %client_id, %symbol, %qty,
+            "a close executed after the broker had closed the copy; taking the excess back off"
+        ),
         AuditEvent::NotSent { command } => {
             tracing::warn!(seq, account, signal, command, "connector queue full; command not sent")
         }

@@ -325,6 +325,13 @@ macro_rules! fixed_point {
             pub fn to_f64(self) -> f64 {
                 self.0 as f64 / SCALE as f64
             }
+
+            /// Rounded to `decimals` places (at most 8) by `mode`: money to cents, say.
+            pub fn round_dp(self, decimals: u32, mode: Rounding) -> Self {
+                let unit = 10i128.pow(DECIMALS - decimals.min(DECIMALS));
+                let raw = div_round(i128::from(self.0), unit, mode) * unit;
+                Self(i64::try_from(raw).unwrap_or(self.0))
+            }
         }
 
         impl $archived {
@@ -732,6 +739,15 @@ mod tests {
         assert_eq!(Price::parse("5000").unwrap().to_string(), "5000");
         assert_eq!(Money::parse("-0.5").unwrap().to_string(), "-0.5");
         assert_eq!(Qty::from_raw(1).to_string(), "0.00000001");
+    }
+
+    #[test]
+    fn rounds_to_decimal_places() {
+        let money = Money::parse("25025.04000025").unwrap();
+        assert_eq!(money.round_dp(2, Rounding::Nearest).to_string(), "25025.04");
+        assert_eq!(Money::parse("-0.005").unwrap().round_dp(2, Rounding::Nearest).to_string(), "-0.01");
+        assert_eq!(Money::parse("1.239").unwrap().round_dp(2, Rounding::Down).to_string(), "1.23");
+        assert_eq!(money.round_dp(9, Rounding::Down), money);
     }
 
     #[test]
