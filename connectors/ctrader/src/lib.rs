@@ -1,0 +1,1 @@
+//! cTrader Open API connector (being built).

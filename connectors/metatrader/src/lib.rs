@@ -1,0 +1,1 @@
+//! MetaTrader 4/5 bridge (being built).
