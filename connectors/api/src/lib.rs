@@ -20,12 +20,14 @@
 //!   when it is full, nothing else is.
 //! - An execution report comes before the position change it causes: the engine tells its
 //!   own executions from the broker's (a stop hit, a close by hand) by that order.
+//! - A snapshot asked for with [`Connector::request_snapshot`] arrives in the event stream at
+//!   the point its state was read; reconciliation relies on that order.
 //! - Every network wait inside a connector has a timeout.
 
 #![warn(missing_docs)]
 
 use async_trait::async_trait;
-use mirror_model::{InstrumentSpec, OrderRequest, Platform, Position, Symbol};
+use mirror_model::{ClientOrderId, InstrumentSpec, OrderRequest, Platform, Position, Symbol};
 
 pub mod conformance;
 mod error;
@@ -33,8 +35,9 @@ mod types;
 
 pub use error::ConnectorError;
 pub use types::{
-    AccountSnapshot, CancelRequest, CloseRequest, ConnectionState, ConnectorEvent, ModifyRequest, OrderReport,
-    OrderReportKind, PlaceAck, Quote, RejectCode, RejectReason, SessionInfo, WorkingOrder,
+    AccountSnapshot, BrokerSnapshot, CancelRequest, CloseRequest, ConnectionState, ConnectorEvent, LookupState,
+    ModifyRequest, OrderLookup, OrderReport, OrderReportKind, PlaceAck, Quote, RejectCode, RejectReason, SessionInfo,
+    WorkingOrder,
 };
 
 /// The receiving end of a connector's event stream.
@@ -81,4 +84,21 @@ pub trait Connector: Send + Sync + 'static {
 
     /// Starts quotes for these symbols on the event stream.
     async fn subscribe_quotes(&self, symbols: &[Symbol]) -> Result<(), ConnectorError>;
+
+    /// What the broker knows about these orders (working or finished, with their
+    /// executions), for reconciliation after a restart or a reconnect. Ids the broker never
+    /// accepted are left out of the answer.
+    ///
+    /// A platform that cannot look orders up by client id answers `Unsupported`, and
+    /// reconciliation then works from positions and working orders alone.
+    async fn order_history(&self, client_ids: &[ClientOrderId]) -> Result<Vec<OrderLookup>, ConnectorError> {
+        let _ = client_ids;
+        Err(ConnectorError::Unsupported("looking orders up by client id".into()))
+    }
+
+    /// Puts a [`ConnectorEvent::Snapshot`] of the account into the event stream, at the point
+    /// where its state is read, so that the engine can reconcile without racing the stream.
+    async fn request_snapshot(&self) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Unsupported("snapshots in the event stream".into()))
+    }
 }

@@ -3,8 +3,8 @@
 use std::fmt;
 
 use mirror_model::{
-    BrokerOrderId, ClientOrderId, Fill, Money, OrderKind, PositionEffect, PositionId, Price, Qty, Side, Symbol,
-    TimeInForce,
+    BrokerOrderId, ClientOrderId, Fill, Money, OrderKind, Position, PositionEffect, PositionId, Price, Qty, Side,
+    Symbol, TimeInForce,
 };
 
 /// Who the connector is logged in as.
@@ -94,6 +94,38 @@ pub struct WorkingOrder {
     pub take_profit: Option<Price>,
     /// Time in force.
     pub time_in_force: TimeInForce,
+}
+
+/// Where a looked-up order stands at the broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LookupState {
+    /// Still working (resting, or partly filled and resting).
+    Working,
+    /// Completely filled.
+    Filled,
+    /// Cancelled (what filled before stays filled).
+    Cancelled,
+    /// Expired (likewise).
+    Expired,
+    /// Refused after it was accepted.
+    Rejected,
+}
+
+/// What the broker knows about one order, found by its client order id: how reconciliation
+/// learns whether an order whose outcome was unknown reached the broker and what it did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OrderLookup {
+    /// Mirror's id.
+    pub client_id: ClientOrderId,
+    /// The broker's id.
+    pub broker_id: BrokerOrderId,
+    /// Where it stands.
+    pub state: LookupState,
+    /// Quantity ordered.
+    pub qty: Qty,
+    /// Its executions, oldest first (a netting flip gives two: one per position touched).
+    pub fills: Vec<Fill>,
 }
 
 /// A best bid and offer.
@@ -235,6 +267,21 @@ pub enum ConnectorEvent {
     Quote(Quote),
     /// The connection went up or down.
     Connection(ConnectionState),
+    /// The account's whole state, as asked for with `Connector::request_snapshot`, placed in
+    /// the stream exactly where it was read: every event before it is reflected in it, every
+    /// event after it is newer.
+    Snapshot(Box<BrokerSnapshot>),
+}
+
+/// An account's whole state at one point of its event stream.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BrokerSnapshot {
+    /// Open positions.
+    pub positions: Vec<Position>,
+    /// Working orders.
+    pub orders: Vec<WorkingOrder>,
+    /// Balance and equity.
+    pub account: AccountSnapshot,
 }
 
 impl ConnectorEvent {

@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mirror_connector::{
-    AccountSnapshot, CancelRequest, CloseRequest, ConnectionState, ConnectorError, ConnectorEvent, ModifyRequest,
-    OrderReport, OrderReportKind, PlaceAck, Quote, RejectCode, RejectReason, WorkingOrder,
+    AccountSnapshot, BrokerSnapshot, CancelRequest, CloseRequest, ConnectionState, ConnectorError, ConnectorEvent,
+    LookupState, ModifyRequest, OrderLookup, OrderReport, OrderReportKind, PlaceAck, Quote, RejectCode, RejectReason,
+    WorkingOrder,
 };
 use mirror_model::{
     AccountMode, BrokerOrderId, ClientOrderId, Fill, InstrumentSpec, Money, OrderIntent, OrderKind, OrderRequest,
@@ -134,7 +135,7 @@ struct Account {
     instruments: BTreeMap<Symbol, SimInstrument>,
     book: PositionBook,
     working: BTreeMap<BrokerOrderId, Working>,
-    client_ids: HashMap<ClientOrderId, BrokerOrderId>,
+    client_ids: HashMap<ClientOrderId, (BrokerOrderId, Qty)>,
     client_id_order: VecDeque<ClientOrderId>,
     subscriptions: BTreeSet<Symbol>,
     tx: flume::Sender<ConnectorEvent>,
@@ -232,8 +233,8 @@ impl Account {
         }
     }
 
-    fn remember(&mut self, client_id: ClientOrderId, broker_id: BrokerOrderId) {
-        self.client_ids.insert(client_id, broker_id);
+    fn remember(&mut self, client_id: ClientOrderId, broker_id: BrokerOrderId, qty: Qty) {
+        self.client_ids.insert(client_id, (broker_id, qty));
         self.client_id_order.push_back(client_id);
         if self.client_id_order.len() > CLIENT_IDS_REMEMBERED
             && let Some(oldest) = self.client_id_order.pop_front()
@@ -612,6 +613,49 @@ impl SimBroker {
         self.with_account(account, |account, _, _| Ok(account.working.values().map(Working::listed).collect()))
     }
 
+    pub(crate) fn order_history(
+        &self,
+        account: &str,
+        ids: &[ClientOrderId],
+    ) -> Result<Vec<OrderLookup>, ConnectorError> {
+        self.with_account(account, |account, _, _| {
+            let mut found = Vec::new();
+            for client_id in ids {
+                let Some((broker_id, qty)) = account.client_ids.get(client_id).copied() else { continue };
+                let fills: Vec<Fill> = account
+                    .history
+                    .iter()
+                    .filter(|e| e.broker_id == broker_id)
+                    .map(|e| Fill { qty: e.qty, price: e.price, position: e.position })
+                    .collect();
+                let filled = fills.iter().fold(Qty::ZERO, |sum, f| sum + f.qty);
+                let state = if account.working.contains_key(&broker_id) {
+                    LookupState::Working
+                } else if filled == qty {
+                    LookupState::Filled
+                } else {
+                    LookupState::Cancelled
+                };
+                found.push(OrderLookup { client_id: *client_id, broker_id, state, qty, fills });
+            }
+            Ok(found)
+        })
+    }
+
+    /// Reads the account's state and enqueues it as a snapshot event under the same lock, so
+    /// it sits in the stream exactly where it was read.
+    pub(crate) fn request_snapshot(&self, account: &str) -> Result<(), ConnectorError> {
+        self.with_account(account, |account, markets, stats| {
+            let snapshot = BrokerSnapshot {
+                positions: account.book.positions().copied().collect(),
+                orders: account.working.values().map(Working::listed).collect(),
+                account: account.snapshot(markets),
+            };
+            account.emit(ConnectorEvent::Snapshot(Box::new(snapshot)), stats);
+            Ok(())
+        })
+    }
+
     pub(crate) fn open_positions(&self, account: &str) -> Result<Vec<Position>, ConnectorError> {
         self.with_account(account, |account, _, _| Ok(account.book.positions().copied().collect()))
     }
@@ -665,7 +709,7 @@ impl SimBroker {
             && let Some(existing) = account.client_ids.get(&client_id)
         {
             // Idempotent resend: the order exists already; nothing new happens.
-            return Ok((PlaceAck { broker_id: *existing }, None));
+            return Ok((PlaceAck { broker_id: existing.0 }, None));
         }
         let Some(instrument) = account.instruments.get(&request.symbol).copied() else {
             state.stats.rejects += 1;
@@ -712,7 +756,7 @@ impl SimBroker {
         state.stats.orders += 1;
         let account = state.accounts.get_mut(account_name).expect("looked up above");
         if let Some(client_id) = client_id {
-            account.remember(client_id, broker_id);
+            account.remember(client_id, broker_id, request.qty);
         }
         let working = Working {
             client_id,
@@ -848,7 +892,7 @@ impl SimBroker {
         if let Some(client_id) = client_id
             && let Some(existing) = account.client_ids.get(&client_id)
         {
-            return Ok(PlaceAck { broker_id: *existing });
+            return Ok(PlaceAck { broker_id: existing.0 });
         }
         let Some(position) = account.book.get(request.position).copied() else {
             state.stats.rejects += 1;
@@ -875,7 +919,7 @@ impl SimBroker {
         let price = market_price(&state.markets[&instrument.feed], side, slippage);
         let account = state.accounts.get_mut(account_name).expect("looked up above");
         if let Some(client_id) = client_id {
-            account.remember(client_id, broker_id);
+            account.remember(client_id, broker_id, request.qty);
         }
         let execution = Execution {
             client_id,

@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 use mirror_connector::{
-    AccountSnapshot, CancelRequest, CloseRequest, Connector, ConnectorError, EventStream, ModifyRequest, PlaceAck,
-    SessionInfo, WorkingOrder,
+    AccountSnapshot, CancelRequest, CloseRequest, Connector, ConnectorError, EventStream, ModifyRequest, OrderLookup,
+    PlaceAck, SessionInfo, WorkingOrder,
 };
-use mirror_model::{InstrumentSpec, OrderRequest, Platform, Position, Symbol};
+use mirror_model::{ClientOrderId, InstrumentSpec, OrderRequest, Platform, Position, Symbol};
 
 use crate::broker::{SimBroker, SimError};
 
@@ -116,5 +116,15 @@ impl Connector for SimConnector {
     async fn subscribe_quotes(&self, symbols: &[Symbol]) -> Result<(), ConnectorError> {
         self.ensure_connected()?;
         self.broker.subscribe(&self.account, symbols)
+    }
+
+    async fn order_history(&self, client_ids: &[ClientOrderId]) -> Result<Vec<OrderLookup>, ConnectorError> {
+        self.ensure_connected()?;
+        self.broker.order_history(&self.account, client_ids)
+    }
+
+    async fn request_snapshot(&self) -> Result<(), ConnectorError> {
+        self.ensure_connected()?;
+        self.broker.request_snapshot(&self.account)
     }
 }

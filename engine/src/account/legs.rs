@@ -9,8 +9,6 @@ use mirror_model::{ClientOrderId, LeaderRef, Origin, PositionId, Price, Qty, Rat
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use crate::LinkId;
-
 /// (origin, leader position).
 pub(crate) type LegKey = (Origin, LeaderRef);
 
@@ -19,9 +17,8 @@ pub(crate) type LegKey = (Origin, LeaderRef);
 pub(crate) const NET: PositionId = PositionId(u64::MAX);
 
 /// Follower positions and working orders copying one leader position.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct CopyLeg {
-    pub(crate) link: LinkId,
     /// The follower's symbol.
     pub(crate) symbol: Symbol,
     /// The leader's canonical symbol (for close-all by symbol).
@@ -43,9 +40,8 @@ pub(crate) struct CopyLeg {
 }
 
 impl CopyLeg {
-    pub(crate) fn new(link: LinkId, symbol: Symbol, leader_symbol: Symbol, side: Side) -> Self {
+    pub(crate) fn new(symbol: Symbol, leader_symbol: Symbol, side: Side) -> Self {
         Self {
-            link,
             symbol,
             leader_symbol,
             side,
@@ -102,7 +98,7 @@ impl CopyLeg {
 }
 
 /// Every leg of one follower.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Legs {
     by_key: FxHashMap<LegKey, CopyLeg>,
 }
@@ -170,6 +166,36 @@ impl Legs {
                 self.by_key.remove(&key);
             }
         }
+    }
+
+    /// Every key, ordered.
+    pub(crate) fn keys_of_all(&self) -> SmallVec<[LegKey; 8]> {
+        let mut keys: SmallVec<[LegKey; 8]> = self.by_key.keys().copied().collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Keys of the legs on a follower `symbol`, ordered.
+    pub(crate) fn keys_on(&self, symbol: &Symbol) -> SmallVec<[LegKey; 8]> {
+        let mut keys: SmallVec<[LegKey; 8]> =
+            self.by_key.iter().filter(|(_, leg)| leg.symbol == *symbol).map(|(key, _)| *key).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Every holding of every leg: (position, or [`NET`]; quantity).
+    pub(crate) fn holdings(&self) -> impl Iterator<Item = (PositionId, Qty)> + '_ {
+        self.by_key.values().flat_map(|leg| leg.positions.iter().copied())
+    }
+
+    /// The follower symbols legs hold.
+    pub(crate) fn symbols(&self) -> impl Iterator<Item = Symbol> + '_ {
+        self.by_key.values().map(|leg| leg.symbol)
+    }
+
+    /// The signed net quantity (raw units) the legs on `symbol` hold: buys positive.
+    pub(crate) fn net_on(&self, symbol: &Symbol) -> i64 {
+        self.by_key.values().filter(|leg| leg.symbol == *symbol).map(|leg| leg.open_qty().raw() * leg.side.sign()).sum()
     }
 
     /// Drops every holding (the account was flattened); legs with opens in flight stay, to

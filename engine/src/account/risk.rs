@@ -131,7 +131,7 @@ impl fmt::Display for Breach {
 }
 
 /// An account's risk state for the current day.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RiskState {
     pub(crate) limits: RiskLimits,
     pub(crate) mode: RiskMode,

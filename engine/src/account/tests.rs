@@ -486,8 +486,29 @@ fn a_leaders_position_changes_become_signals() {
         drafts(&out),
         vec![SignalAction::PartialClose { leader: LeaderRef(60), closed_qty: q("0.5"), qty_before: q("2") }]
     );
+    // A protection event that changes nothing leads nothing; one that moves the stop leads a modify.
     let out = feed(&mut leader, position_event(60, Side::Buy, "1.5", PositionChange::ProtectionChanged));
-    assert_eq!(drafts(&out), vec![SignalAction::Modify { leader: LeaderRef(60), stop_loss: None, take_profit: None }]);
+    assert!(drafts(&out).is_empty());
+    let mut moved = Position {
+        id: PositionId(60),
+        symbol: sym("EURUSD"),
+        side: Side::Buy,
+        qty: q("1.5"),
+        open_price: p("1.085"),
+        stop_loss: Some(p("1.07")),
+        take_profit: None,
+    };
+    let effect =
+        PositionEffect { position: moved, change: PositionChange::ProtectionChanged, realized_pnl: Money::ZERO };
+    let out = feed(&mut leader, Input::Event(ConnectorEvent::Position(effect)));
+    assert_eq!(
+        drafts(&out),
+        vec![SignalAction::Modify { leader: LeaderRef(60), stop_loss: Some(p("1.07")), take_profit: None }]
+    );
+    moved.stop_loss = None;
+    let effect =
+        PositionEffect { position: moved, change: PositionChange::ProtectionChanged, realized_pnl: Money::ZERO };
+    feed(&mut leader, Input::Event(ConnectorEvent::Position(effect)));
     let out = feed(&mut leader, position_event(60, Side::Buy, "1.5", PositionChange::Closed { closed: q("1.5") }));
     assert_eq!(drafts(&out), vec![SignalAction::Close { leader: LeaderRef(60) }]);
 }
@@ -604,4 +625,249 @@ fn an_offset_that_lands_after_the_broker_closed_the_copy_is_taken_back_off() {
     let [Command::Place(correction)] = commands(&out)[..] else { panic!("{out:?}") };
     assert_eq!((correction.side, correction.qty, correction.intent), (Side::Buy, q("2"), OrderIntent::Open));
     assert!(out.iter().any(|a| matches!(a, Action::Audit(Audit { event: AuditEvent::Corrected { .. }, .. }))));
+}
+
+// ----- reconciliation ------------------------------------------------------------------------
+
+use mirror_connector::{BrokerSnapshot, LookupState, OrderLookup};
+
+fn drifts(actions: &[Action]) -> Vec<Drift> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Audit(Audit { event: AuditEvent::Drift { drift }, .. }) => Some(drift.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn broker_snapshot(positions: Vec<Position>) -> Input<'static> {
+    let account =
+        mirror_connector::AccountSnapshot { balance: m("10000"), equity: m("10000"), margin_used: Money::ZERO };
+    Input::Event(ConnectorEvent::Snapshot(Box::new(BrokerSnapshot { positions, orders: Vec::new(), account })))
+}
+
+fn held_position(id: u64, side: Side, qty: &str) -> Position {
+    Position {
+        id: PositionId(id),
+        symbol: sym("EURUSD"),
+        side,
+        qty: q(qty),
+        open_price: p("1.085"),
+        stop_loss: None,
+        take_profit: None,
+    }
+}
+
+fn book(positions: &[(u64, Side, &str)]) -> LeaderBook {
+    LeaderBook {
+        origin: LEADER,
+        balance: Some(m("20000")),
+        equity: Some(m("20000")),
+        positions: positions
+            .iter()
+            .map(|(leader, side, qty)| LeaderPosition {
+                leader: LeaderRef(*leader),
+                symbol: sym("EURUSD"),
+                side: *side,
+                qty: q(qty),
+                open_price: p("1.085"),
+                stop_loss: None,
+                take_profit: None,
+                contract_size: Some(q("100000")),
+            })
+            .collect(),
+    }
+}
+
+fn repair(first: u64, books: Vec<LeaderBook>) -> Input<'static> {
+    Input::Repair(Box::new(Repair { first_id: SignalId(first), ids: 8, books }))
+}
+
+#[test]
+fn lookups_resolve_an_order_whose_outcome_was_unknown_exactly_once() {
+    let mut actor = actor(LinkRules::default());
+    let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "2")));
+    let Command::Place(request) = commands(&out)[0] else { panic!() };
+    let timeout = ConnectorError::Timeout { operation: "place", timeout: std::time::Duration::from_secs(5) };
+    feed(&mut actor, Input::Outcome(Outcome::Order { client_id: request.client_id, result: Err(timeout) }));
+    // The broker filled it in two parts while the answer was lost.
+    let found = OrderLookup {
+        client_id: request.client_id,
+        broker_id: BrokerOrderId(5),
+        state: LookupState::Filled,
+        qty: q("2"),
+        fills: vec![
+            Fill { qty: q("1.5"), price: p("1.085"), position: PositionId(70) },
+            Fill { qty: q("0.5"), price: p("1.086"), position: PositionId(70) },
+        ],
+    };
+    let lookups = Lookups { asked: vec![request.client_id], found: vec![found.clone()] };
+    let out = feed(&mut actor, Input::Lookups(Box::new(lookups.clone())));
+    assert!(matches!(drifts(&out)[..], [Drift::OrderResolved { state: Some(LookupState::Filled), .. }]));
+    assert_eq!(actor.summary().live_orders, 0);
+    assert_eq!(actor.summary().legs, 1);
+    // The same answer again changes nothing (the order is finished).
+    assert!(commands(&feed(&mut actor, Input::Lookups(Box::new(lookups)))).is_empty());
+    feed(&mut actor, broker_snapshot(vec![held_position(70, Side::Buy, "2")]));
+    // The copy holds exactly 2: closing it closes 2.
+    let out = feed_signal(&mut actor, &signal(2, SignalAction::Close { leader: LeaderRef(7) }));
+    assert!(matches!(commands(&out)[..], [Command::Close(CloseRequest { qty, .. })] if qty == q("2")));
+}
+
+#[test]
+fn an_order_the_broker_never_accepted_is_rejected() {
+    let mut actor = actor(LinkRules::default());
+    let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "2")));
+    let Command::Place(request) = commands(&out)[0] else { panic!() };
+    let lookups = Lookups { asked: vec![request.client_id], found: Vec::new() };
+    let out = feed(&mut actor, Input::Lookups(Box::new(lookups)));
+    assert!(matches!(drifts(&out)[..], [Drift::OrderResolved { state: None, .. }]));
+    assert_eq!((actor.summary().live_orders, actor.summary().legs), (0, 0));
+}
+
+#[test]
+fn a_copy_closed_by_hand_is_reported_and_not_reopened() {
+    let mut actor = actor(LinkRules::default());
+    opened(&mut actor, "2");
+    // The user closed the copy while Mirror was away; the leader still holds its position.
+    let out = feed(&mut actor, broker_snapshot(Vec::new()));
+    assert!(matches!(drifts(&out)[..], [Drift::ClosedByHand { leader: LeaderRef(7), .. }]), "{out:?}");
+    assert_eq!(actor.summary().legs, 0);
+    let out = feed(&mut actor, repair(500, vec![book(&[(7, Side::Buy, "2")])]));
+    assert!(commands(&out).is_empty(), "respected: {out:?}");
+    // A link that reopens copies closed by hand does reopen it.
+    let rules = LinkRules {
+        reconcile: mirror_model::ReconcilePolicy { repair: true, reopen_closed_by_hand: true },
+        ..LinkRules::default()
+    };
+    let mut actor = actor_with(rules, RiskLimits::default(), AccountMode::Hedging, false);
+    opened(&mut actor, "2");
+    feed(&mut actor, broker_snapshot(Vec::new()));
+    let out = feed(&mut actor, repair(500, vec![book(&[(7, Side::Buy, "2")])]));
+    assert!(matches!(commands(&out)[..], [Command::Place(OrderRequest { client_id, qty, .. })]
+        if client_id == ClientOrderId::new(SignalId(500), ME, 0) && qty == q("2")));
+}
+
+#[test]
+fn positions_no_copy_explains_are_reported_and_left_alone() {
+    let mut actor = actor(LinkRules::default());
+    opened(&mut actor, "2");
+    let out =
+        feed(&mut actor, broker_snapshot(vec![held_position(70, Side::Buy, "2"), held_position(99, Side::Sell, "1")]));
+    assert_eq!(
+        drifts(&out),
+        vec![Drift::UnknownPosition { position: PositionId(99), symbol: sym("EURUSD"), side: Side::Sell, qty: q("1") }]
+    );
+    assert!(commands(&out).is_empty());
+    // A copy the broker shrank by itself is reported and cut to what is left.
+    let out = feed(&mut actor, broker_snapshot(vec![held_position(70, Side::Buy, "1.5")]));
+    assert!(
+        matches!(drifts(&out)[..], [Drift::SizeMismatch { expected, actual, .. }] if expected == q("2") && actual == q("1.5"))
+    );
+    let out = feed_signal(&mut actor, &signal(2, SignalAction::Close { leader: LeaderRef(7) }));
+    assert!(matches!(commands(&out)[..], [Command::Close(CloseRequest { qty, .. })] if qty == q("1.5")));
+}
+
+#[test]
+fn repair_opens_missing_copies_and_closes_orphans() {
+    let mut actor = actor(LinkRules::default());
+    opened(&mut actor, "2");
+    // The leader no longer holds 7, and holds 8 and 9 that were never copied.
+    let out = feed(&mut actor, repair(500, vec![book(&[(8, Side::Sell, "1"), (9, Side::Buy, "0.5")])]));
+    let kinds: Vec<&'static str> = drifts(&out)
+        .iter()
+        .map(|d| match d {
+            Drift::Orphan { repaired: true, .. } => "orphan",
+            Drift::MissingCopy { repaired: true, .. } => "missing",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, vec!["orphan", "missing", "missing"]);
+    let sent = commands(&out);
+    assert_eq!(sent.len(), 3);
+    assert!(matches!(sent[0], Command::Close(CloseRequest { client_id, position: PositionId(70), .. })
+        if client_id == ClientOrderId::new(SignalId(507), ME, 1)));
+    assert!(matches!(sent[1], Command::Place(OrderRequest { client_id, side: Side::Sell, .. })
+        if client_id == ClientOrderId::new(SignalId(500), ME, 0)));
+    assert!(matches!(sent[2], Command::Place(OrderRequest { client_id, side: Side::Buy, .. })
+        if client_id == ClientOrderId::new(SignalId(501), ME, 0)));
+    // Alert-only links report and do nothing.
+    let rules = LinkRules {
+        reconcile: mirror_model::ReconcilePolicy { repair: false, reopen_closed_by_hand: false },
+        ..LinkRules::default()
+    };
+    let mut actor = actor_with(rules, RiskLimits::default(), AccountMode::Hedging, false);
+    let out = feed(&mut actor, repair(500, vec![book(&[(8, Side::Sell, "1")])]));
+    assert!(matches!(drifts(&out)[..], [Drift::MissingCopy { repaired: false, .. }]));
+    assert!(commands(&out).is_empty());
+}
+
+#[test]
+fn a_leader_leads_what_changed_while_it_was_away_and_nothing_twice() {
+    let mut leader = actor_with(LinkRules::default(), RiskLimits::default(), AccountMode::Hedging, true);
+    let drafts = |out: &[Action]| -> Vec<SignalAction> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Emit(draft) => Some(draft.action),
+                _ => None,
+            })
+            .collect()
+    };
+    feed(&mut leader, broker_snapshot(vec![held_position(60, Side::Buy, "2"), held_position(61, Side::Sell, "1")]));
+    // Away: 60 was halved, 61 closed, 62 opened.
+    let later = vec![held_position(60, Side::Buy, "1"), held_position(62, Side::Buy, "3")];
+    let out = feed(&mut leader, broker_snapshot(later.clone()));
+    let actions = drafts(&out);
+    assert_eq!(actions.len(), 3, "{actions:?}");
+    assert!(actions.contains(&SignalAction::PartialClose {
+        leader: LeaderRef(60),
+        closed_qty: q("1"),
+        qty_before: q("2")
+    }));
+    assert!(actions.contains(&SignalAction::Close { leader: LeaderRef(61) }));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, SignalAction::Open(OpenSignal { leader: LeaderRef(62), qty, .. }) if *qty == q("3")))
+    );
+    assert!(drafts(&feed(&mut leader, broker_snapshot(later))).is_empty(), "the same state twice leads nothing");
+}
+
+#[test]
+fn a_restored_actor_continues_exactly_where_the_snapshot_was_taken() {
+    let limits = RiskLimits { max_daily_drawdown_pct: Some(Ratio::parse("5").unwrap()), ..RiskLimits::default() };
+    let make = || actor_with(LinkRules::default(), limits, AccountMode::Netting, false);
+    let mut original = make();
+    opened(&mut original, "2");
+    feed(&mut original, Input::Control(Control::PauseLink(LINK)));
+    feed_signal(&mut original, &signal(3, open(8, Side::Sell, "1"))); // skipped: link paused
+    let snapshot = original.snapshot();
+    let bytes = rmp_serde::to_vec(&snapshot).unwrap();
+    let decoded: ActorSnapshot = rmp_serde::from_slice(&bytes).unwrap();
+    let mut restored = AccountActor::restore(
+        AccountSetup {
+            id: ME,
+            name: Arc::from("follower"),
+            mode: AccountMode::Netting,
+            instruments: InstrumentTable::from_iter([eurusd()]),
+            balance: Money::ZERO,
+            equity: Money::ZERO,
+            risk: limits,
+            inbound: vec![InboundLink { link: LINK, origin: LEADER, rules: Arc::new(LinkRules::default()) }],
+            is_leader: false,
+            connected: false,
+            positions: Vec::new(),
+        },
+        decoded,
+    );
+    assert_eq!(rmp_serde::to_vec(&restored.snapshot()).unwrap(), bytes, "the same state gives the same bytes");
+    // Both continue identically.
+    for input_signal in [signal(4, open(9, Side::Buy, "1")), signal(5, SignalAction::Close { leader: LeaderRef(7) })] {
+        assert_eq!(feed_signal(&mut original, &input_signal), feed_signal(&mut restored, &input_signal));
+    }
+    feed(&mut original, Input::Control(Control::ResumeLink(LINK)));
+    feed(&mut restored, Input::Control(Control::ResumeLink(LINK)));
+    let next = signal(6, open(10, Side::Buy, "1"));
+    assert_eq!(feed_signal(&mut original, &next), feed_signal(&mut restored, &next));
 }

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 pub use locate::{FieldPath, Seg};
 pub use resolve::{Resolved, ResolvedAccount, ResolvedLink, ResolvedSource};
 pub use schema::{
-    AccountEntry, AutoTradeEntry, EngineSection, InstrumentEntry, LinkEntry, RawFile, SimSection, SourceEntry,
-    SpecOverride,
+    AccountEntry, AutoTradeEntry, EngineSection, InstrumentEntry, LinkEntry, RawFile, ReconcileMode, SimSection,
+    SourceEntry, SpecOverride,
 };
 
 /// One thing wrong with a configuration.

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use mirror_connector_sim::{AutoTraderConfig, SimConfig, SimInstrument, SimMarket};
 use mirror_model::{
-    AccountId, AccountMode, InstrumentSpec, LinkRules, Money, Origin, Platform, ProtectionRule, Ratio, SCALE,
-    SizingRule, SourceId, SpecError, Symbol, SymbolMapping,
+    AccountId, AccountMode, InstrumentSpec, LinkRules, Money, Origin, Platform, ProtectionRule, Ratio, ReconcilePolicy,
+    SCALE, SizingRule, SourceId, SpecError, Symbol, SymbolMapping,
 };
 
 use super::locate::{FieldPath, Located};
-use super::schema::{AccountEntry, InstrumentEntry, LinkEntry};
+use super::schema::{AccountEntry, InstrumentEntry, LinkEntry, ReconcileMode};
 use super::{ConfigError, ConfigErrors, Source};
 use crate::account::RiskLimits;
 use crate::connectors::ConnectorSettings;
@@ -801,5 +801,9 @@ fn link_rules(
         take_profit: entry.take_profit,
         copy_pending: entry.copy_pending,
         max_signal_age_ms: entry.max_signal_age_ms,
+        reconcile: ReconcilePolicy {
+            repair: entry.reconcile == ReconcileMode::Repair,
+            reopen_closed_by_hand: entry.reopen_closed_by_hand,
+        },
     }
 }

@@ -308,6 +308,23 @@ pub struct LinkEntry {
     pub copy_pending: bool,
     /// Opens older than this are not copied, ms.
     pub max_signal_age_ms: Option<u64>,
+    /// What reconciliation does about drift: `repair` (default) or `alert`.
+    #[serde(default)]
+    pub reconcile: ReconcileMode,
+    /// Reopen a copy closed by hand while its leader still holds the position.
+    #[serde(default)]
+    pub reopen_closed_by_hand: bool,
+}
+
+/// `links.reconcile`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconcileMode {
+    /// Open missing copies and close orphaned ones.
+    #[default]
+    Repair,
+    /// Only report drift.
+    Alert,
 }
 
 fn default_true() -> bool {

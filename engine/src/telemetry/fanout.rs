@@ -329,6 +329,10 @@ fn log_audit(record: &AuditRecord, names: &FxHashMap<AccountId, Arc<str>>) {
             seq, account, signal, %client_id, %symbol, %qty,
             "a close executed after the broker had closed the copy; taking the excess back off"
         ),
+        AuditEvent::Drift { drift } => tracing::warn!(seq, account, signal, ?drift, "reconciliation: drift"),
+        AuditEvent::Reconciled { positions, orders } => {
+            tracing::info!(seq, account, positions, orders, "reconciled with the broker")
+        }
         AuditEvent::NotSent { command } => {
             tracing::warn!(seq, account, signal, command, "connector queue full; command not sent")
         }

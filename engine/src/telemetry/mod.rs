@@ -91,9 +91,11 @@ pub enum Counter {
     TelemetryDropped,
     /// Cross-shard messages parked on a full mailbox.
     MailboxFull,
+    /// Differences reconciliation found.
+    Drifts,
 }
 
-const FIXED_COUNTERS: usize = 12;
+const FIXED_COUNTERS: usize = 13;
 const COUNTERS: usize = FIXED_COUNTERS + SKIP_CATEGORIES.len();
 /// Slots: one per shard (up to 64) and one for everything else (ingress threads).
 const SLOTS: usize = 65;
@@ -122,6 +124,7 @@ fn counter_index(event: &AuditEvent) -> Option<usize> {
         AuditEvent::OutcomeUnknown { .. } => Counter::UnknownOutcomes,
         AuditEvent::Breach { .. } => Counter::Breaches,
         AuditEvent::InvalidTransition { .. } => Counter::InvalidTransitions,
+        AuditEvent::Drift { .. } => Counter::Drifts,
         AuditEvent::Skipped { reason, .. } => {
             let category = reason.category();
             return SKIP_CATEGORIES.iter().position(|c| *c == category).map(|index| FIXED_COUNTERS + index);
@@ -208,6 +211,8 @@ pub struct StatsSnapshot {
     pub telemetry_dropped: u64,
     /// Mailbox-full events.
     pub mailbox_full: u64,
+    /// Reconciliation differences.
+    pub drifts: u64,
 }
 
 impl StatsSnapshot {
@@ -267,6 +272,7 @@ impl Stats {
             invalid_transitions: get(Counter::InvalidTransitions),
             telemetry_dropped: get(Counter::TelemetryDropped),
             mailbox_full: get(Counter::MailboxFull),
+            drifts: get(Counter::Drifts),
         }
     }
 }

@@ -30,8 +30,8 @@ pub use order::{
 };
 pub use position::{BookError, Position, PositionBook, PositionChange, PositionEffect};
 pub use rules::{
-    BelowMinimum, FollowerContext, LinkRules, MappedSymbol, PlannedOpen, ProtectionRule, SKIP_CATEGORIES, SideFilter,
-    SizeAdjustment, SizingRule, SkipCategory, SkipReason, SymbolMapping,
+    BelowMinimum, FollowerContext, LinkRules, MappedSymbol, PlannedOpen, ProtectionRule, ReconcilePolicy,
+    SKIP_CATEGORIES, SideFilter, SizeAdjustment, SizingRule, SkipCategory, SkipReason, SymbolMapping,
 };
 pub use signal::{
     ArchivedOpenSignal, ArchivedSignal, ArchivedSignalAction, NOTE_LEN_MAX, OpenSignal, Signal, SignalAction,

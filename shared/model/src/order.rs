@@ -469,7 +469,7 @@ pub enum OrderUpdate {
 }
 
 /// One order and everything known about it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Order {
     /// What was asked.
     pub request: OrderRequest,

@@ -202,6 +202,26 @@ pub struct LinkRules {
     pub copy_pending: bool,
     /// Opens older than this are not copied (closes and modifies always are).
     pub max_signal_age_ms: Option<u64>,
+    /// What reconciliation does about drift on this link.
+    pub reconcile: ReconcilePolicy,
+}
+
+/// What reconciliation (after a restart or a reconnect) does about a copy that drifted from
+/// its leader.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconcilePolicy {
+    /// Open missing copies and close orphaned ones (`true`), or only report them.
+    pub repair: bool,
+    /// Reopen a copy that was closed by hand (or by its own stop) while its leader still
+    /// holds the position. Off by default: a trader's manual close is respected.
+    pub reopen_closed_by_hand: bool,
+}
+
+impl Default for ReconcilePolicy {
+    fn default() -> Self {
+        Self { repair: true, reopen_closed_by_hand: false }
+    }
 }
 
 impl Default for LinkRules {
@@ -220,6 +240,7 @@ impl Default for LinkRules {
             take_profit: ProtectionRule::Copy,
             copy_pending: true,
             max_signal_age_ms: None,
+            reconcile: ReconcilePolicy::default(),
         }
     }
 }
