@@ -132,6 +132,11 @@ struct Account {
     currency: String,
     balance: Money,
     connected: bool,
+    /// Number of the latest session opened (1, 2, …).
+    epoch: u64,
+    /// The epoch of the session that is up, or 0 when none is: how a network session learns
+    /// that the broker cut it (`cut_session`, a consumer a whole stream behind).
+    link: tokio::sync::watch::Sender<u64>,
     instruments: BTreeMap<Symbol, SimInstrument>,
     book: PositionBook,
     working: BTreeMap<BrokerOrderId, Working>,
@@ -178,6 +183,21 @@ impl Working {
     }
 }
 
+/// What a network session of an account reads from (see [`SimBroker::begin_session`]).
+#[derive(Debug)]
+pub(crate) struct SessionStart {
+    /// The session's number.
+    pub(crate) epoch: u64,
+    /// The epoch of the session that is up; the session ends when it is no longer its own.
+    pub(crate) link: tokio::sync::watch::Receiver<u64>,
+    /// The account's event stream, starting with `Connected`.
+    pub(crate) events: flume::Receiver<ConnectorEvent>,
+    /// The account's currency.
+    pub(crate) currency: String,
+    /// Netting or hedging.
+    pub(crate) mode: AccountMode,
+}
+
 /// Work left after a call returns: the rest of a partially filled market order.
 #[derive(Debug)]
 pub(crate) struct Followup {
@@ -211,6 +231,19 @@ fn refuse(code: RejectCode, message: impl Into<String>) -> ConnectorError {
 }
 
 impl Account {
+    /// Opens a new session: events flow again.
+    fn go_up(&mut self) {
+        self.epoch += 1;
+        self.connected = true;
+        self.link.send_replace(self.epoch);
+    }
+
+    /// Ends the session that is up, if any: nothing more is delivered.
+    fn go_down(&mut self) {
+        self.connected = false;
+        self.link.send_replace(0);
+    }
+
     fn emit(&mut self, event: ConnectorEvent, stats: &mut SimStats) {
         if !self.connected {
             // A real broker delivers nothing to a session that is down; the trader's side
@@ -224,7 +257,7 @@ impl Account {
         if self.tx.try_send(event).is_err() {
             // The consumer is a whole stream behind: cut the session, as a real platform
             // does with a consumer that stops reading.
-            self.connected = false;
+            self.go_down();
             stats.sessions_overflowed += 1;
             tracing::error!(
                 capacity = self.capacity,
@@ -490,6 +523,8 @@ impl SimBroker {
                 currency: config.currency,
                 balance: config.balance,
                 connected: false,
+                epoch: 0,
+                link: tokio::sync::watch::Sender::new(0),
                 instruments,
                 book: PositionBook::new(config.mode),
                 working: BTreeMap::new(),
@@ -565,14 +600,14 @@ impl SimBroker {
                 return Ok(());
             }
             if connected {
-                account.connected = true;
+                account.go_up();
                 account.emit(ConnectorEvent::Connection(ConnectionState::Connected), stats);
             } else {
                 account.emit(
                     ConnectorEvent::Connection(ConnectionState::Disconnected { reason: reason.to_owned() }),
                     stats,
                 );
-                account.connected = false;
+                account.go_down();
             }
             Ok(())
         })
@@ -593,8 +628,43 @@ impl SimBroker {
             }),
             stats,
         );
-        found.connected = false;
+        found.go_down();
         Ok(())
+    }
+
+    /// Opens a network session on an account (see `SimServer`): forgets the events the last
+    /// session left undelivered (a real platform's session dies with its connection), puts the
+    /// account up, enqueues `Connected` first in the fresh stream and returns what the session
+    /// reads from. Whatever session was up is ended.
+    pub(crate) fn begin_session(&self, account: &str) -> Result<SessionStart, SimError> {
+        let mut state = self.lock();
+        let State { accounts, stats, .. } = &mut *state;
+        let found = accounts.get_mut(account).ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
+        found.go_down();
+        let stale = found.rx.drain().count();
+        if stale > 0 {
+            tracing::debug!(account, stale, "events of an earlier session discarded");
+        }
+        found.go_up();
+        found.emit(ConnectorEvent::Connection(ConnectionState::Connected), stats);
+        Ok(SessionStart {
+            epoch: found.epoch,
+            link: found.link.subscribe(),
+            events: found.rx.clone(),
+            currency: found.currency.clone(),
+            mode: found.mode,
+        })
+    }
+
+    /// Ends the network session `epoch` of an account, unless a newer one is up already.
+    pub(crate) fn end_session(&self, account: &str, epoch: u64) {
+        let mut state = self.lock();
+        if let Some(found) = state.accounts.get_mut(account)
+            && found.epoch == epoch
+            && found.connected
+        {
+            found.go_down();
+        }
     }
 
     pub(crate) fn session_info(&self, account: &str) -> Result<(String, AccountMode), ConnectorError> {
