@@ -15,7 +15,8 @@ use crate::LinkId;
 use crate::account::{AccountSetup, Control};
 use crate::clock::Clock;
 use crate::config::Resolved;
-use crate::connectors::{AccountWiring, boot, spawn_account_tasks};
+use crate::connectors::{AccountWiring, boot, reconcile_all, spawn_account_tasks};
+use crate::journal::{AdminAction, AdminRecord, Journal, JournalSettings, Recovery};
 use crate::router::LinkSpec;
 use crate::runtime::{AccountView, ControlScope, CorePlan, Engine, EngineBuilder, EngineHandle};
 use crate::telemetry::{FanoutDone, Stats, StatusLine, TelemetryHandle, spawn_telemetry};
@@ -42,6 +43,8 @@ pub struct Running {
     /// The simulated broker (its state outlives the engine).
     pub broker: SimBroker,
     telemetry: Option<TelemetryHandle>,
+    journal: Option<Journal>,
+    reconciliation: Option<JoinHandle<()>>,
     connector_tasks: Vec<JoinHandle<()>>,
     feed_tasks: Vec<JoinHandle<()>>,
     /// Account names by id.
@@ -90,6 +93,18 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
         CorePlan::new(&resolved.runtime),
     );
     let mut builder = EngineBuilder::new(resolved.runtime.clone()).stats(stats).telemetry(telemetry.sink());
+    let journal = match &resolved.journal {
+        Some(settings) => {
+            let settings = settings.clone();
+            let fresh = resolved.sim_remote.is_none();
+            Some(tokio::task::spawn_blocking(move || open_journal(settings, fresh)).await??)
+        }
+        None => None,
+    };
+    let journal_handle = journal.as_ref().map(|(journal, _)| journal.clone());
+    if let Some((journal, recovery)) = journal {
+        builder = builder.journal(journal, recovery);
+    }
     if let Some(clock) = options.clock {
         builder = builder.clock(clock);
     }
@@ -126,6 +141,18 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
     }
     let (engine, receivers) = builder.start()?;
     let handle = engine.handle();
+    if let Some(journal) = &journal_handle {
+        journal.admin(AdminRecord {
+            unix_ms: handle.clock().now().unix_ms,
+            who: "config".into(),
+            action: AdminAction::ConfigApplied {
+                path: resolved.files.first().map(|p| p.display().to_string()).unwrap_or_default(),
+                digest: resolved.digest.clone(),
+                accounts: u32::try_from(resolved.accounts.len()).unwrap_or(u32::MAX),
+                links: u32::try_from(resolved.links.len()).unwrap_or(u32::MAX),
+            },
+        })?;
+    }
 
     for account in resolved.accounts.iter().filter(|a| a.paused) {
         handle.control(ControlScope::Account(account.id), Control::Pause)?;
@@ -136,12 +163,22 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
     }
 
     let mut connector_tasks = Vec::new();
-    for ((id, name, connector), (account, commands)) in connectors.into_iter().zip(receivers) {
+    let mut to_reconcile = Vec::new();
+    for (((id, name, connector), (account, commands)), boot) in connectors.into_iter().zip(receivers).zip(&boots) {
         debug_assert_eq!(id, account);
         let mailbox = handle.mailbox(id).expect("every account has a mailbox");
-        let wiring = AccountWiring { account: id, name, connector, commands, mailbox };
+        let connected = boot.session.is_some();
+        if connected {
+            to_reconcile.push((id, Arc::clone(&name), Arc::clone(&connector), mailbox.clone()));
+        }
+        let wiring =
+            AccountWiring { account: id, name, connector, commands, mailbox, engine: handle.clone(), connected };
         connector_tasks.extend(spawn_account_tasks(wiring, resolved.connector));
     }
+    let reconciliation = {
+        let (handle, timeout) = (handle.clone(), resolved.connector.call_timeout);
+        tokio::spawn(async move { reconcile_all(&handle, to_reconcile, timeout).await })
+    };
 
     let mut feed_tasks = Vec::new();
     if options.ticker
@@ -161,11 +198,25 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
         handle,
         broker,
         telemetry: Some(telemetry),
+        journal: journal_handle,
+        reconciliation: Some(reconciliation),
         connector_tasks,
         feed_tasks,
         names,
         started: std::time::Instant::now(),
     })
+}
+
+/// Opens the journal. `fresh`: the simulated broker lives inside this process and starts
+/// empty, so a journal of an earlier run would describe positions no broker holds any more.
+fn open_journal(settings: JournalSettings, fresh: bool) -> anyhow::Result<(Journal, Recovery)> {
+    if fresh && settings.dir.exists() {
+        tracing::info!(dir = %settings.dir.display(), "in-process simulated broker: the journal starts empty with it");
+        std::fs::remove_dir_all(&settings.dir)
+            .with_context(|| format!("clearing the journal at {}", settings.dir.display()))?;
+    }
+    let dir = settings.dir.clone();
+    Journal::open(settings).with_context(|| format!("opening the journal at {}", dir.display()))
 }
 
 /// Runs futures concurrently and collects their outputs in order.
@@ -194,6 +245,18 @@ impl Running {
             restricted: views.iter().filter(|v| v.summary.mode != crate::account::RiskMode::Normal).count(),
             uptime_s: self.started.elapsed().as_secs(),
         }
+    }
+
+    /// Waits until the reconciliation of the start has gone through every account.
+    pub async fn reconciled(&mut self) {
+        if let Some(task) = self.reconciliation.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// The journal, when there is one.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
     }
 
     /// Every account as the engine sees it.
@@ -238,8 +301,14 @@ impl Running {
         for task in self.connector_tasks.drain(..) {
             task.abort();
         }
+        if let Some(task) = self.reconciliation.take() {
+            task.abort();
+        }
         if let Some(engine) = self.engine.take() {
             let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
+        }
+        if let Some(journal) = self.journal.take() {
+            let _ = tokio::task::spawn_blocking(move || journal.close()).await;
         }
         if let Some(telemetry) = self.telemetry.take() {
             let _ = tokio::task::spawn_blocking(move || telemetry.stop()).await;

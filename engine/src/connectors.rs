@@ -1,17 +1,21 @@
 //! The I/O shell around each account's connector: tokio tasks that execute the actor's
-//! commands (one at a time, in order, each under a timeout), forward the connector's events to
-//! the actor, and reconnect with backoff when the session drops.
+//! commands (one at a time, in order, each under a timeout, each only once the journal holds
+//! the input that produced it), forward the connector's events to the actor, reconnect with
+//! backoff when the session drops, and reconcile the account with its broker after every
+//! (re)connection.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use mirror_connector::{AccountSnapshot, ConnectionState, Connector, ConnectorError, ConnectorEvent, SessionInfo};
+use mirror_connector::{
+    AccountSnapshot, BrokerSnapshot, ConnectionState, Connector, ConnectorError, ConnectorEvent, SessionInfo,
+};
 use mirror_model::{AccountId, InstrumentSpec, Position};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::account::{Command, Outcome};
-use crate::runtime::{AccountMailbox, ConnectorCommand, OwnedInput};
+use crate::account::{Command, Lookups, Outcome};
+use crate::runtime::{AccountMailbox, ConnectorCommand, EngineHandle, OwnedInput, SubmitError};
 
 /// Timeouts and backoff of connector calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +110,10 @@ pub struct AccountWiring {
     pub commands: flume::Receiver<ConnectorCommand>,
     /// Its actor's mailbox.
     pub mailbox: AccountMailbox,
+    /// The engine (for the journal and reconciliation).
+    pub engine: EngineHandle,
+    /// Whether the connector came up at boot (if not, the supervisor starts trying at once).
+    pub connected: bool,
 }
 
 impl std::fmt::Debug for AccountWiring {
@@ -120,6 +128,9 @@ impl std::fmt::Debug for AccountWiring {
 /// Starts the command, event and reconnect tasks of one account.
 pub fn spawn_account_tasks(wiring: AccountWiring, settings: ConnectorSettings) -> Vec<JoinHandle<()>> {
     let reconnect = Arc::new(Notify::new());
+    if !wiring.connected {
+        reconnect.notify_one();
+    }
     let events = {
         let connector = Arc::clone(&wiring.connector);
         let mailbox = wiring.mailbox.clone();
@@ -146,8 +157,21 @@ pub fn spawn_account_tasks(wiring: AccountWiring, settings: ConnectorSettings) -
     let commands = {
         let connector = Arc::clone(&wiring.connector);
         let mailbox = wiring.mailbox.clone();
+        let journal = wiring.engine.journal().cloned();
+        let name = Arc::clone(&wiring.name);
         tokio::spawn(async move {
             while let Ok(queued) = wiring.commands.recv_async().await {
+                // Write-ahead: the broker never has an order the journal cannot explain.
+                if queued.durable_after > 0
+                    && let Some(journal) = &journal
+                    && let Err(error) = journal.wait_durable_async(queued.durable_after).await
+                {
+                    tracing::error!(account = %name, %error, "journal failed; command not sent");
+                    if mailbox.send(OwnedInput::NotSent(queued.command)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 let outcome = execute(connector.as_ref(), queued.command, settings.call_timeout).await;
                 if mailbox.send(OwnedInput::Outcome(outcome)).await.is_err() {
                     break;
@@ -158,6 +182,7 @@ pub fn spawn_account_tasks(wiring: AccountWiring, settings: ConnectorSettings) -
     let supervisor = {
         let connector = Arc::clone(&wiring.connector);
         let name = Arc::clone(&wiring.name);
+        let (engine, account, mailbox) = (wiring.engine.clone(), wiring.account, wiring.mailbox.clone());
         tokio::spawn(async move {
             loop {
                 reconnect.notified().await;
@@ -167,6 +192,11 @@ pub fn spawn_account_tasks(wiring: AccountWiring, settings: ConnectorSettings) -
                     match within("connect", settings.call_timeout, connector.connect()).await {
                         Ok(_) => {
                             tracing::info!(account = %name, "reconnected");
+                            if let Err(error) =
+                                reconcile(&engine, account, connector.as_ref(), &mailbox, settings.call_timeout).await
+                            {
+                                tracing::warn!(account = %name, %error, "reconciliation after reconnect failed");
+                            }
                             break;
                         }
                         Err(error) => {
@@ -179,6 +209,99 @@ pub fn spawn_account_tasks(wiring: AccountWiring, settings: ConnectorSettings) -
         })
     };
     vec![events, commands, supervisor]
+}
+
+/// Why a reconciliation did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The broker could not answer.
+    #[error("broker: {0}")]
+    Connector(#[from] ConnectorError),
+    /// The engine stopped.
+    #[error(transparent)]
+    Engine(#[from] SubmitError),
+    /// The snapshot was not handled in time.
+    #[error("the broker snapshot did not reach the account within {0:?}")]
+    SnapshotTimeout(Duration),
+}
+
+/// Reconciles one account with its broker, in three steps each under `timeout`: what the
+/// broker knows of the orders still live in the journal; a snapshot of positions, working
+/// orders and balance, in the event stream's order (a leader leads the difference, a
+/// follower reports and cuts what the broker closed by itself); then, for a follower, its
+/// leaders' books (missing copies and orphans, per each link's policy).
+pub async fn reconcile(
+    engine: &EngineHandle,
+    account: AccountId,
+    connector: &dyn Connector,
+    mailbox: &AccountMailbox,
+    timeout: Duration,
+) -> Result<(), ReconcileError> {
+    let detail = engine.inspect_async(account).await?;
+    if !detail.live_orders.is_empty() {
+        match within("order_history", timeout, connector.order_history(&detail.live_orders)).await {
+            Ok(found) => {
+                let lookups = Lookups { asked: detail.live_orders.clone(), found };
+                mailbox.send(OwnedInput::Lookups(Box::new(lookups))).await?;
+            }
+            Err(ConnectorError::Unsupported(what)) => {
+                tracing::warn!(%account, %what, orders = detail.live_orders.len(), "no order lookup; orders stay in flight");
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    match within("request_snapshot", timeout, connector.request_snapshot()).await {
+        Ok(()) => {}
+        Err(ConnectorError::Unsupported(_)) => {
+            // No in-stream snapshot: read the parts one by one (events in flight meanwhile are
+            // applied after it, which position states tolerate).
+            let snapshot = BrokerSnapshot {
+                positions: within("open_positions", timeout, connector.open_positions()).await?,
+                orders: within("open_orders", timeout, connector.open_orders()).await?,
+                account: within("account", timeout, connector.account()).await?,
+            };
+            mailbox.send(OwnedInput::Event(ConnectorEvent::Snapshot(Box::new(snapshot)))).await?;
+        }
+        Err(error) => return Err(error.into()),
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    while engine.inspect_async(account).await?.broker_snapshots <= detail.broker_snapshots {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ReconcileError::SnapshotTimeout(timeout));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    engine.repair(account).await?;
+    Ok(())
+}
+
+/// One account to reconcile: id, name (for logs), connector and mailbox.
+pub type ReconcileTarget = (AccountId, Arc<str>, Arc<dyn Connector>, AccountMailbox);
+
+/// Reconciles every connected account after a start: leaders before their followers (a
+/// follower's repair works from its leaders' reconciled books), accounts of one depth of
+/// the copy graph concurrently.
+pub async fn reconcile_all(engine: &EngineHandle, accounts: Vec<ReconcileTarget>, timeout: Duration) {
+    let depths = engine.copy_map().depths();
+    let deepest = accounts.iter().filter_map(|(id, ..)| depths.get(id)).copied().max().unwrap_or(0);
+    for depth in 0..=deepest {
+        let mut tasks = Vec::new();
+        for (account, name, connector, mailbox) in &accounts {
+            if depths.get(account).copied().unwrap_or(0) != depth {
+                continue;
+            }
+            let (engine, account, name) = (engine.clone(), *account, Arc::clone(name));
+            let (connector, mailbox) = (Arc::clone(connector), mailbox.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(error) = reconcile(&engine, account, connector.as_ref(), &mailbox, timeout).await {
+                    tracing::warn!(account = %name, %error, "reconciliation at start failed");
+                }
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 /// Runs one command against the connector.

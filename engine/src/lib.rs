@@ -13,10 +13,13 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod connectors;
+pub mod journal;
+pub mod replay;
 pub mod router;
 pub mod runtime;
+pub mod secrets;
 pub mod telemetry;
 
 /// A link of the copy map (leader or source → follower), numbered when the map is built.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
 pub struct LinkId(pub u32);

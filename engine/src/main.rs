@@ -1,4 +1,4 @@
-//! `mirror-engine`: run Mirror, or check a configuration.
+//! `mirror-engine`: run Mirror, check a configuration, manage secrets, replay the journal.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,12 +37,18 @@ enum Command {
         /// Configuration file.
         file: PathBuf,
     },
+    /// Manage encrypted broker credentials and API keys (values are never printed).
+    Secrets(mirror_engine::secrets::cli::SecretsArgs),
+    /// Rebuild every account's state from the journal alone and print it, for audits.
+    Replay(mirror_engine::replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { file } => check(&file),
+        Command::Secrets(args) => mirror_engine::secrets::cli::run(args),
+        Command::Replay(args) => mirror_engine::replay::run(&args),
         Command::Run { config, duration } => run(&config, duration.map(Duration::from_secs)),
     }
 }

@@ -273,6 +273,30 @@ impl CopyMap {
     pub fn links(&self) -> &[LinkSpec] {
         &self.links
     }
+
+    /// Each account's depth in the copy graph: 0 without a leader account, else one more
+    /// than its deepest leader's (the graph has no cycles).
+    pub fn depths(&self) -> FxHashMap<AccountId, usize> {
+        let mut depths: FxHashMap<AccountId, usize> = self.accounts().iter().map(|a| (*a, 0)).collect();
+        // Longest paths by relaxation: at most one pass per account.
+        for _ in 0..self.accounts().len() {
+            let mut changed = false;
+            for link in &self.links {
+                if let Origin::Account(leader) = link.leader {
+                    let depth = depths.get(&leader).copied().unwrap_or(0) + 1;
+                    let entry = depths.entry(link.follower).or_insert(0);
+                    if *entry < depth {
+                        *entry = depth;
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        depths
+    }
 }
 
 #[cfg(test)]

@@ -223,7 +223,10 @@ fn assert_holds(running: &Running, index: usize, open: &Open, qty: i128) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_followers_copy_open_modify_partial_close_and_close_exactly() {
-    let resolved = config::load_str(Path::new("hundred.toml"), &config_text()).unwrap();
+    // The journal is on, with write-ahead: every copy below waits for its input to be on disk.
+    let journal = tempfile::tempdir().unwrap();
+    let text = format!("{}\n[storage]\ndir = {:?}\n", config_text(), journal.path().display().to_string());
+    let resolved = config::load_str(Path::new("hundred.toml"), &text).unwrap();
     let running = start(&resolved, StartOptions::default()).await.unwrap();
     let broker = running.broker.clone();
     let eurusd = sym("EURUSD");

@@ -45,10 +45,31 @@ fn eurusd() -> Symbol {
     Symbol::new("EURUSD").unwrap()
 }
 
-async fn run(extra: &str) -> Running {
-    let text = format!("{MARKETS}{extra}");
+/// A running scenario and its journal's folder, removed when it ends.
+struct Scenario {
+    running: Running,
+    _journal: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Scenario {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.running
+    }
+}
+
+impl Scenario {
+    async fn stop(self) {
+        self.running.stop().await;
+    }
+}
+
+async fn run(extra: &str) -> Scenario {
+    let journal = tempfile::tempdir().unwrap();
+    let storage = format!("\n[storage]\ndir = {:?}\n", journal.path().display().to_string());
+    let text = format!("{MARKETS}{storage}{extra}");
     let resolved = config::load_str(Path::new("scenario.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
-    start(&resolved, StartOptions::default()).await.unwrap()
+    Scenario { running: start(&resolved, StartOptions::default()).await.unwrap(), _journal: journal }
 }
 
 async fn settle(running: &Running) {

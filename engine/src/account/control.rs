@@ -7,18 +7,18 @@ impl AccountActor {
         match control {
             Control::Pause | Control::Resume => {
                 self.paused = control == Control::Pause;
-                audit(out, None, AuditEvent::Paused { scope: "account", paused: self.paused });
+                audit(out, None, AuditEvent::Paused { scope: "account".into(), paused: self.paused });
             }
             Control::PauseLink(link) | Control::ResumeLink(link) => {
                 let paused = matches!(control, Control::PauseLink(_));
                 if let Some(inbound) = self.inbound.iter_mut().find(|i| i.link.link == link) {
                     inbound.paused = paused;
-                    audit(out, None, AuditEvent::Paused { scope: "link", paused });
+                    audit(out, None, AuditEvent::Paused { scope: "link".into(), paused });
                 }
             }
             Control::PauseAll | Control::ResumeAll => {
                 self.globally_paused = control == Control::PauseAll;
-                audit(out, None, AuditEvent::Paused { scope: "global", paused: self.globally_paused });
+                audit(out, None, AuditEvent::Paused { scope: "global".into(), paused: self.globally_paused });
             }
             Control::Flatten { id, reason, freeze } => self.flatten(id, reason, freeze, out),
             Control::NewDay => {
@@ -31,6 +31,23 @@ impl AccountActor {
             Control::ResetRisk => {
                 self.risk.reset();
                 audit(out, None, AuditEvent::Mode { mode: self.risk.mode });
+            }
+            Control::Restarted => {
+                let mut submitted: Vec<ClientOrderId> = self
+                    .orders
+                    .iter()
+                    .filter(|(_, e)| matches!(e.order.status, OrderStatus::Created | OrderStatus::Submitted))
+                    .map(|(id, _)| *id)
+                    .collect();
+                submitted.sort_unstable();
+                for client_id in submitted {
+                    if let Some(entry) = self.orders.get_mut(&client_id)
+                        && entry.order.apply(OrderUpdate::OutcomeUnknown).is_ok()
+                    {
+                        let error = "the engine stopped before the outcome was known".to_owned();
+                        audit(out, Some(client_id.signal), AuditEvent::OutcomeUnknown { client_id, error });
+                    }
+                }
             }
         }
     }

@@ -90,7 +90,7 @@ impl AccountActor {
                 audit(out, signal, AuditEvent::Rejected { client_id, reason: reason.to_string() });
             }
             OrderReportKind::CancelRejected(reason) => {
-                audit(out, signal, AuditEvent::CommandFailed { command: "cancel", error: reason.to_string() })
+                audit(out, signal, AuditEvent::CommandFailed { command: "cancel".into(), error: reason.to_string() })
             }
         }
         self.after_order_change(client_id);
@@ -331,13 +331,13 @@ impl AccountActor {
                 self.after_order_change(client_id);
             }
             Outcome::Modify { result: Err(error), .. } => {
-                audit(out, None, AuditEvent::CommandFailed { command: "modify", error: error.to_string() });
+                audit(out, None, AuditEvent::CommandFailed { command: "modify".into(), error: error.to_string() });
             }
             Outcome::Cancel { client_id, result: Err(error) } => {
                 audit(
                     out,
                     Some(client_id.signal),
-                    AuditEvent::CommandFailed { command: "cancel", error: error.to_string() },
+                    AuditEvent::CommandFailed { command: "cancel".into(), error: error.to_string() },
                 );
             }
             Outcome::Modify { result: Ok(()), .. } | Outcome::Cancel { result: Ok(()), .. } => {}
@@ -353,16 +353,16 @@ impl AccountActor {
                 audit(
                     out,
                     Some(client_id.signal),
-                    AuditEvent::Skipped { action: "send", reason: SkipReason::ConnectorQueueFull },
+                    AuditEvent::Skipped { action: "send".into(), reason: SkipReason::ConnectorQueueFull },
                 );
                 self.after_order_change(client_id);
             }
-            Command::Modify(_) => audit(out, None, AuditEvent::NotSent { command: "modify" }),
+            Command::Modify(_) => audit(out, None, AuditEvent::NotSent { command: "modify".into() }),
             Command::Cancel(request) => {
                 if let Some(entry) = self.orders.get_mut(&request.client_id) {
                     let _ = entry.order.apply(OrderUpdate::CancelRejected);
                 }
-                audit(out, Some(request.client_id.signal), AuditEvent::NotSent { command: "cancel" });
+                audit(out, Some(request.client_id.signal), AuditEvent::NotSent { command: "cancel".into() });
             }
         }
     }

@@ -11,7 +11,7 @@ impl AccountActor {
         };
         let (rules, link_paused) = (Arc::clone(&inbound.link.rules), inbound.paused);
         let skip = |out: &mut Vec<Action>, reason| {
-            audit(out, Some(signal.id), AuditEvent::Skipped { action: signal.action.name(), reason });
+            audit(out, Some(signal.id), AuditEvent::Skipped { action: signal.action.name().into(), reason });
         };
         if self.risk.mode == RiskMode::Frozen {
             return skip(out, SkipReason::Frozen);
@@ -42,6 +42,7 @@ impl AccountActor {
             SignalAction::Close { leader } => {
                 let key = (signal.origin, leader);
                 self.forget_closed_by_hand(&key);
+                self.remember_leader_closed(key);
                 if self.legs.get(&key).is_none() {
                     return skip(out, SkipReason::NoCopy);
                 }
@@ -59,6 +60,7 @@ impl AccountActor {
                 }
                 let mut next_leg = 1;
                 for key in keys {
+                    self.remember_leader_closed(key);
                     self.close_leg(signal.id, signal.accepted_mono_ns, key, &mut next_leg, out);
                 }
             }
@@ -106,11 +108,15 @@ impl AccountActor {
         let planned = match rules.plan_open(signal, open, &context) {
             Ok(planned) => planned,
             Err(reason) => {
-                return audit(out, Some(signal.id), AuditEvent::Skipped { action: signal.action.name(), reason });
+                return audit(
+                    out,
+                    Some(signal.id),
+                    AuditEvent::Skipped { action: signal.action.name().into(), reason },
+                );
             }
         };
         if let Err(reason) = self.check_order_risk(&planned.spec.symbol, planned.qty) {
-            return audit(out, Some(signal.id), AuditEvent::Skipped { action: signal.action.name(), reason });
+            return audit(out, Some(signal.id), AuditEvent::Skipped { action: signal.action.name().into(), reason });
         }
         let client_id = ClientOrderId::new(signal.id, self.id, 0);
         let request = OrderRequest {
@@ -194,12 +200,16 @@ impl AccountActor {
         out: &mut Vec<Action>,
     ) {
         let Some(leg) = self.legs.get_mut(&key) else {
-            return audit(out, Some(signal.id), AuditEvent::Skipped { action: "modify", reason: SkipReason::NoCopy });
+            return audit(
+                out,
+                Some(signal.id),
+                AuditEvent::Skipped { action: "modify".into(), reason: SkipReason::NoCopy },
+            );
         };
         leg.leader_levels = if rules.reverse { (take_profit, stop_loss) } else { (stop_loss, take_profit) };
         let Some(spec) = self.instruments.get(&leg.symbol).copied() else {
             let reason = SkipReason::UnknownSymbol { symbol: leg.symbol };
-            return audit(out, Some(signal.id), AuditEvent::Skipped { action: "modify", reason });
+            return audit(out, Some(signal.id), AuditEvent::Skipped { action: "modify".into(), reason });
         };
         let (side, sources) = (leg.side, leg.leader_levels);
         if !leg.working.is_empty() {
@@ -235,7 +245,7 @@ impl AccountActor {
     ) {
         let Some(leg) = self.legs.get_mut(&key) else {
             let reason = SkipReason::NoCopy;
-            return audit(out, Some(signal.id), AuditEvent::Skipped { action: "partial_close", reason });
+            return audit(out, Some(signal.id), AuditEvent::Skipped { action: "partial_close".into(), reason });
         };
         if !leg.working.is_empty() {
             // Fills still to come keep only what the leader kept.
@@ -249,7 +259,9 @@ impl AccountActor {
         }
         let mut to_close = match proportional_close(open, closed, before, &spec, rules.rounding) {
             Ok(qty) => qty,
-            Err(reason) => return audit(out, Some(signal.id), AuditEvent::Skipped { action: "partial_close", reason }),
+            Err(reason) => {
+                return audit(out, Some(signal.id), AuditEvent::Skipped { action: "partial_close".into(), reason });
+            }
         };
         let holdings: SmallVec<[(PositionId, Qty); 2]> = leg.positions.clone();
         let mut next_leg = 1;

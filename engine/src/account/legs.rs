@@ -100,7 +100,15 @@ impl CopyLeg {
 /// Every leg of one follower.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Legs {
+    /// Written in key order, so that equal states give equal snapshot bytes whatever order
+    /// the legs were made in.
+    #[serde(serialize_with = "in_key_order")]
     by_key: FxHashMap<LegKey, CopyLeg>,
+}
+
+fn in_key_order<S: serde::Serializer>(legs: &FxHashMap<LegKey, CopyLeg>, serializer: S) -> Result<S::Ok, S::Error> {
+    let sorted: std::collections::BTreeMap<&LegKey, &CopyLeg> = legs.iter().collect();
+    serde::Serialize::serialize(&sorted, serializer)
 }
 
 impl Legs {

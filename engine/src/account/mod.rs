@@ -43,7 +43,7 @@ use risk::RiskState;
 
 /// The time, as read by the caller: monotonic nanoseconds (for latency) and Unix
 /// milliseconds (for signal age and timestamps).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Now {
     /// Monotonic clock, nanoseconds since the engine started.
     pub mono_ns: u64,
@@ -90,7 +90,7 @@ pub struct AccountSetup {
 }
 
 /// A command for the account's connector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// Place an order.
     Place(OrderRequest),
@@ -103,7 +103,7 @@ pub enum Command {
 }
 
 /// What a connector call came to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// A place or close.
     Order {
@@ -129,7 +129,7 @@ pub enum Outcome {
 }
 
 /// Why an account is being flattened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlattenReason {
     /// An operator asked.
@@ -141,7 +141,7 @@ pub enum FlattenReason {
 }
 
 /// An operator's or the engine's instruction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Control {
     /// Stop copying new opens to this account.
     Pause,
@@ -168,6 +168,9 @@ pub enum Control {
     NewDay,
     /// An operator lifts a close-only or frozen mode.
     ResetRisk,
+    /// The engine restarted: orders handed to the connector before it stopped, with no
+    /// outcome yet, are in flight with an unknown outcome until reconciliation looks them up.
+    Restarted,
 }
 
 /// Finished orders remembered (with their final status) so that a late broker message about
@@ -177,6 +180,9 @@ const FINISHED_REMEMBERED: usize = 256;
 
 /// Copies closed by hand remembered (so they are not reopened); oldest forgotten first.
 const CLOSED_BY_HAND_REMEMBERED: usize = 4_096;
+
+/// Leader positions remembered as closed (never reopened by a repair); oldest forgotten first.
+const LEADER_CLOSED_REMEMBERED: usize = 4_096;
 
 /// One input to the actor.
 #[derive(Debug)]
@@ -215,8 +221,12 @@ pub struct SignalDraft {
     pub leader_equity: Money,
 }
 
+/// A short fixed name in an audit event (an action, a scope, a command): borrowed when the
+/// engine writes it, owned when read back from the journal.
+pub type Label = std::borrow::Cow<'static, str>;
+
 /// What happened, for the audit stream, logs and counters.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AuditEvent {
     /// A copy order was sent.
@@ -260,7 +270,7 @@ pub enum AuditEvent {
     /// Nothing done, and why.
     Skipped {
         /// The signal's action.
-        action: &'static str,
+        action: Label,
         /// Why.
         reason: SkipReason,
     },
@@ -344,7 +354,7 @@ pub enum AuditEvent {
     /// Paused or resumed.
     Paused {
         /// What: `account`, `link`, `global`.
-        scope: &'static str,
+        scope: Label,
         /// Paused (true) or resumed.
         paused: bool,
     },
@@ -356,7 +366,7 @@ pub enum AuditEvent {
     /// A modify or cancel failed.
     CommandFailed {
         /// Which.
-        command: &'static str,
+        command: Label,
         /// Why.
         error: String,
     },
@@ -385,12 +395,12 @@ pub enum AuditEvent {
     /// A command could not be queued for the connector.
     NotSent {
         /// Which.
-        command: &'static str,
+        command: Label,
     },
 }
 
 /// An audit record: the event and the signal it belongs to, if any.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Audit {
     /// The signal being acted on.
     pub signal: Option<SignalId>,
@@ -474,8 +484,15 @@ pub struct AccountActor {
     /// Copies closed without Mirror, not to be reopened by reconciliation.
     closed_by_hand: FxHashSet<LegKey>,
     closed_by_hand_order: VecDeque<LegKey>,
+    /// Leader positions whose close this account has seen: a repair working from a book
+    /// taken a moment earlier must not reopen them.
+    leader_closed: FxHashSet<LegKey>,
+    leader_closed_order: VecDeque<LegKey>,
     /// Inputs handled so far (journal records carry it; snapshots say where they stand).
     input_seq: u64,
+    /// Broker snapshots handled since this actor was built (the shell waits on it to know a
+    /// reconciliation went through).
+    broker_snapshots: u64,
     /// Leader role: the latest execution (its order and price), which the position change
     /// that follows it refers to.
     last_fill: Option<(BrokerOrderId, PositionId, Price)>,
@@ -564,7 +581,10 @@ impl AccountActor {
             leader_pending: FxHashMap::default(),
             closed_by_hand: FxHashSet::default(),
             closed_by_hand_order: VecDeque::new(),
+            leader_closed: FxHashSet::default(),
+            leader_closed_order: VecDeque::new(),
             input_seq: 0,
+            broker_snapshots: 0,
             last_fill: None,
             own_fills: SmallVec::new(),
         }
@@ -619,6 +639,22 @@ impl AccountActor {
     /// Inputs handled so far.
     pub fn input_seq(&self) -> u64 {
         self.input_seq
+    }
+
+    /// Replay met a hole in this account's inputs (they were compacted away, or a signal
+    /// expired): the next input takes the number after `handled`, as it did the first time.
+    pub(crate) fn skip_inputs_to(&mut self, handled: u64) {
+        self.input_seq = self.input_seq.max(handled);
+    }
+
+    /// Whether other accounts copy this one.
+    pub fn is_leader(&self) -> bool {
+        self.is_leader
+    }
+
+    /// Broker snapshots handled since this actor was built.
+    pub fn broker_snapshots(&self) -> u64 {
+        self.broker_snapshots
     }
 }
 

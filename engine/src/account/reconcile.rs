@@ -159,11 +159,13 @@ impl AccountActor {
             let Some(entry) = self.orders.get(&client_id) else { continue };
             let (status, request) = (entry.order.status, entry.order.request);
             match lookups.found.iter().find(|l| l.client_id == client_id) {
+                // Sent since the lookup was asked for: its answer is on its way.
+                None if matches!(status, OrderStatus::Created | OrderStatus::Submitted) => {}
                 None => {
                     // Never accepted: the order did not reach the broker (a working order the
                     // broker has forgotten counts as cancelled).
                     let kind = match status {
-                        OrderStatus::Submitted | OrderStatus::InFlightUnknown | OrderStatus::Created => {
+                        OrderStatus::InFlightUnknown => {
                             let reason = mirror_connector::RejectReason::new(
                                 mirror_connector::RejectCode::NotFound,
                                 "the broker has no record of this order",
@@ -246,6 +248,7 @@ impl AccountActor {
     // ----- 2. snapshot ---------------------------------------------------------------------
 
     pub(super) fn on_snapshot(&mut self, now: Now, snapshot: BrokerSnapshot, out: &mut Vec<Action>) {
+        self.broker_snapshots += 1;
         let truth: FxHashMap<PositionId, Position> = snapshot.positions.iter().map(|p| (p.id, *p)).collect();
         self.drift_against(&truth, out);
         let before = std::mem::replace(&mut self.positions, truth);
@@ -430,6 +433,18 @@ impl AccountActor {
         }
     }
 
+    /// The leader closed this position: a repair must never open a copy of it again.
+    pub(super) fn remember_leader_closed(&mut self, key: LegKey) {
+        if self.leader_closed.insert(key) {
+            self.leader_closed_order.push_back(key);
+            if self.leader_closed_order.len() > LEADER_CLOSED_REMEMBERED
+                && let Some(oldest) = self.leader_closed_order.pop_front()
+            {
+                self.leader_closed.remove(&oldest);
+            }
+        }
+    }
+
     // ----- 3. repair -----------------------------------------------------------------------
 
     pub(super) fn on_repair(&mut self, now: Now, repair: Repair, out: &mut Vec<Action>) {
@@ -465,6 +480,7 @@ impl AccountActor {
             for position in positions {
                 let key = (origin, position.leader);
                 if self.legs.get(&key).is_some()
+                    || self.leader_closed.contains(&key)
                     || (self.closed_by_hand.contains(&key) && !policy.reopen_closed_by_hand)
                 {
                     continue;
@@ -529,9 +545,16 @@ impl AccountActor {
         }
     }
 
-    /// The ids of the orders whose fate reconciliation must look up at the broker.
+    /// The ids of the orders whose fate reconciliation must look up at the broker: every live
+    /// order but those on their way now (their answer is coming; a lookup racing them would
+    /// find nothing and wrongly conclude they never arrived).
     pub fn live_order_ids(&self) -> Vec<ClientOrderId> {
-        let mut ids: Vec<ClientOrderId> = self.orders.keys().copied().collect();
+        let mut ids: Vec<ClientOrderId> = self
+            .orders
+            .iter()
+            .filter(|(_, e)| !matches!(e.order.status, OrderStatus::Created | OrderStatus::Submitted))
+            .map(|(id, _)| *id)
+            .collect();
         ids.sort_unstable();
         ids
     }

@@ -24,6 +24,8 @@ pub struct ActorSnapshot {
     last_fill: Option<(BrokerOrderId, PositionId, Price)>,
     own_fills: Vec<PositionId>,
     closed_by_hand: Vec<LegKey>,
+    #[serde(default)]
+    leader_closed: Vec<LegKey>,
 }
 
 impl ActorSnapshot {
@@ -70,6 +72,7 @@ impl AccountActor {
             last_fill: self.last_fill,
             own_fills: self.own_fills.to_vec(),
             closed_by_hand: self.closed_by_hand_order.iter().copied().collect(),
+            leader_closed: self.leader_closed_order.iter().copied().collect(),
         }
     }
 
@@ -104,6 +107,10 @@ impl AccountActor {
         for key in snapshot.closed_by_hand {
             actor.closed_by_hand.insert(key);
             actor.closed_by_hand_order.push_back(key);
+        }
+        for key in snapshot.leader_closed {
+            actor.leader_closed.insert(key);
+            actor.leader_closed_order.push_back(key);
         }
         actor
     }

@@ -716,11 +716,22 @@ fn lookups_resolve_an_order_whose_outcome_was_unknown_exactly_once() {
 }
 
 #[test]
-fn an_order_the_broker_never_accepted_is_rejected() {
+fn an_order_the_broker_never_accepted_is_rejected_once_its_outcome_is_unknown() {
     let mut actor = actor(LinkRules::default());
     let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "2")));
     let Command::Place(request) = commands(&out)[0] else { panic!() };
     let lookups = Lookups { asked: vec![request.client_id], found: Vec::new() };
+    // Just sent: it is not looked up, and a lookup that misses it proves nothing (its answer
+    // is on its way).
+    assert!(actor.live_order_ids().is_empty());
+    let out = feed(&mut actor, Input::Lookups(Box::new(lookups.clone())));
+    assert!(drifts(&out).is_empty(), "{out:?}");
+    assert_eq!((actor.summary().live_orders, actor.summary().legs), (1, 1));
+    // The engine restarted before its outcome came: now it is in flight, unknown.
+    let out = feed(&mut actor, Input::Control(Control::Restarted));
+    assert!(out.iter().any(|a| matches!(a, Action::Audit(Audit { event: AuditEvent::OutcomeUnknown { .. }, .. }))));
+    assert_eq!(actor.live_order_ids(), vec![request.client_id]);
+    // A lookup that does not find it means it never reached the broker.
     let out = feed(&mut actor, Input::Lookups(Box::new(lookups)));
     assert!(matches!(drifts(&out)[..], [Drift::OrderResolved { state: None, .. }]));
     assert_eq!((actor.summary().live_orders, actor.summary().legs), (0, 0));

@@ -16,7 +16,7 @@ pub use locate::{FieldPath, Seg};
 pub use resolve::{Resolved, ResolvedAccount, ResolvedLink, ResolvedSource};
 pub use schema::{
     AccountEntry, AutoTradeEntry, EngineSection, InstrumentEntry, LinkEntry, RawFile, ReconcileMode, SimSection,
-    SourceEntry, SpecOverride,
+    SourceEntry, SpecOverride, StorageSection,
 };
 
 /// One thing wrong with a configuration.

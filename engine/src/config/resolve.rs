@@ -15,6 +15,7 @@ use super::schema::{AccountEntry, InstrumentEntry, LinkEntry, ReconcileMode};
 use super::{ConfigError, ConfigErrors, Source};
 use crate::account::RiskLimits;
 use crate::connectors::ConnectorSettings;
+use crate::journal::JournalSettings;
 use crate::router::find_cycle;
 use crate::runtime::{RuntimeSettings, default_shards};
 use crate::telemetry::LoggingSettings;
@@ -34,6 +35,12 @@ pub struct Resolved {
     pub logging: LoggingSettings,
     /// Simulated broker.
     pub sim: SimConfig,
+    /// A simulated broker served by another process (`host:port`), instead of one inside.
+    pub sim_remote: Option<String>,
+    /// The journal, unless turned off.
+    pub journal: Option<JournalSettings>,
+    /// SHA-256 of the files' text, hex (for the audit log).
+    pub digest: String,
     /// Simulated markets (one per catalog instrument).
     pub markets: Vec<SimMarket>,
     /// The catalog, by canonical symbol.
@@ -238,6 +245,43 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         let (file, path) = sim_at("latency_max_ms");
         errors.at(file, &path, format!("must not be below latency_min_ms ({})", sim_section.latency_min_ms));
     }
+    if let Some(remote) = &sim_section.remote
+        && remote.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
+        let (file, path) = sim_at("remote");
+        errors.at(file, &path, format!("must be host:port, got `{remote}`"));
+    }
+    let storage_file =
+        single(&mut errors, "storage", (0..sources.len()).filter(|i| sources[*i].raw.storage.is_some()).collect());
+    let storage = storage_file.and_then(|f| sources[f].raw.storage.clone()).unwrap_or_default();
+    let storage_at = |key: &str| (storage_file.unwrap_or(0), root.key("storage").key(key));
+    if storage.snapshot_every_inputs == 0 {
+        let (file, path) = storage_at("snapshot_every_inputs");
+        errors.at(file, &path, "must be at least 1");
+    }
+    if storage.snapshot_interval_ms < 100 {
+        let (file, path) = storage_at("snapshot_interval_ms");
+        errors.at(file, &path, format!("must be at least 100 ms, got {}", storage.snapshot_interval_ms));
+    }
+    if storage.dir.trim().is_empty() {
+        let (file, path) = storage_at("dir");
+        errors.at(file, &path, "must name a directory");
+    }
+    let journal = storage.journal.then(|| JournalSettings {
+        write_ahead: storage.write_ahead,
+        snapshot_inputs: storage.snapshot_every_inputs.max(1),
+        snapshot_interval: Duration::from_millis(storage.snapshot_interval_ms),
+        signal_retention: Duration::from_secs(storage.signal_retention_hours.saturating_mul(3_600)),
+        ..JournalSettings::in_dir(PathBuf::from(&storage.dir).join("journal"))
+    });
+    let digest = {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        for source in sources {
+            hasher.update(source.text.as_bytes());
+        }
+        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    };
     let sim = SimConfig {
         seed: sim_section.seed,
         tick_interval: (sim_section.tick_ms > 0).then(|| Duration::from_millis(sim_section.tick_ms)),
@@ -470,6 +514,9 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         status_interval: Duration::from_millis(engine.status_interval_ms),
         logging,
         sim,
+        sim_remote: sim_section.remote.clone(),
+        journal,
+        digest,
         markets,
         catalog,
         accounts,

@@ -24,6 +24,8 @@ pub struct RawFile {
     pub logging: Option<LoggingSettings>,
     /// The simulated broker.
     pub sim: Option<SimSection>,
+    /// Durable state.
+    pub storage: Option<StorageSection>,
     /// The instrument catalog, by canonical symbol.
     pub instruments: BTreeMap<String, InstrumentEntry>,
     /// Named risk profiles.
@@ -95,6 +97,9 @@ pub struct SimSection {
     pub partial_fill_probability: f64,
     /// Chance that an order is refused at random.
     pub reject_probability: f64,
+    /// Address (`host:port`) of a simulated broker served by another process, whose state
+    /// outlives this engine; without it the broker runs inside the engine.
+    pub remote: Option<String>,
 }
 
 impl Default for SimSection {
@@ -107,6 +112,39 @@ impl Default for SimSection {
             slippage_ticks_max: 1,
             partial_fill_probability: 0.0,
             reject_probability: 0.0,
+            remote: None,
+        }
+    }
+}
+
+/// `[storage]`: the journal (sled) and, with `DATABASE_URL` set, Postgres.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// Keep the intent journal (recovery after a crash needs it).
+    pub journal: bool,
+    /// Directory of the journal and snapshots.
+    pub dir: String,
+    /// Hold every order until the input behind it is on disk (no order the journal cannot
+    /// explain, at the cost of one disk flush of latency).
+    pub write_ahead: bool,
+    /// Snapshot an account after this many inputs.
+    pub snapshot_every_inputs: u64,
+    /// Snapshot a changed account at least this often, ms.
+    pub snapshot_interval_ms: u64,
+    /// Keep signals at least this long, hours.
+    pub signal_retention_hours: u64,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            journal: true,
+            dir: "data".into(),
+            write_ahead: true,
+            snapshot_every_inputs: 10_000,
+            snapshot_interval_ms: 30_000,
+            signal_retention_hours: 168,
         }
     }
 }

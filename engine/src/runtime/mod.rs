@@ -1,5 +1,6 @@
 //! The engine runtime: shards, the router between them and the handle the outside uses.
 
+mod restore;
 mod shard;
 
 use std::sync::Arc;
@@ -13,10 +14,14 @@ use mirror_wire::{SharedSignal, WireError};
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
-use crate::account::{AccountActor, AccountSetup, AccountSummary, Command, Control, Outcome};
+use crate::account::{
+    AccountActor, AccountSetup, AccountSummary, Command, Control, LeaderBook, Lookups, Outcome, Repair,
+};
 use crate::clock::{Clock, SystemClock};
+use crate::journal::{AdminAction, AdminRecord, Journal, JournalError, Recovery};
 use crate::router::{CopyMap, LinkSpec, MapError, Target};
 use crate::telemetry::{Counter, FanoutDone, OUTSIDE_SLOT, Stats, StatsSnapshot, TelemetryMsg, TelemetrySink};
+pub use restore::{ReplayStats, Verification, replay_journal};
 use shard::Shard;
 
 /// How a signal travels to followers.
@@ -116,6 +121,9 @@ pub struct ConnectorCommand {
     pub command: Command,
     /// When the shard handed it over (monotonic ns).
     pub handed_mono_ns: u64,
+    /// Journal position that must be durable before the command may reach the broker (0:
+    /// none; write-ahead off or no journal).
+    pub durable_after: u64,
 }
 
 /// The receiving end of one account's connector queue.
@@ -132,6 +140,23 @@ pub enum OwnedInput {
     NotSent(Command),
     /// An instruction.
     Control(Control),
+    /// Reconciliation: what the broker knows of the live orders.
+    Lookups(Box<Lookups>),
+    /// Reconciliation: the origins' books.
+    Repair(Box<Repair>),
+}
+
+/// What reconciliation needs to know of one account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountDetail {
+    /// Its book, as a leader.
+    pub book: LeaderBook,
+    /// Orders whose fate is not known yet.
+    pub live_orders: Vec<mirror_model::ClientOrderId>,
+    /// Broker snapshots it has handled.
+    pub broker_snapshots: u64,
+    /// Whether other accounts copy it.
+    pub is_leader: bool,
 }
 
 /// An account as a shard sees it, for displays and tests.
@@ -154,11 +179,33 @@ impl AccountView {
 }
 
 pub(crate) enum ShardMsg {
-    Signal { signal: SharedSignal, targets: Arc<[Target]>, parts: u16 },
-    SignalOwned { items: Vec<(Target, Signal)>, parts: u16 },
-    Input { slot: u32, input: OwnedInput },
+    Signal {
+        signal: SharedSignal,
+        targets: Arc<[Target]>,
+        parts: u16,
+    },
+    SignalOwned {
+        items: Vec<(Target, Signal)>,
+        parts: u16,
+    },
+    Input {
+        slot: u32,
+        input: OwnedInput,
+    },
     Broadcast(Control),
-    Query { reply: flume::Sender<Vec<AccountView>> },
+    Query {
+        reply: flume::Sender<Vec<AccountView>>,
+    },
+    Inspect {
+        slot: u32,
+        reply: flume::Sender<AccountDetail>,
+    },
+    /// Send a follower the book of the leader in `slot`, in the same stream as the leader's
+    /// signals, so that the follower sees the book exactly as of the signals before it.
+    RepairFollower {
+        slot: u32,
+        follower: AccountId,
+    },
     Stop,
 }
 
@@ -185,6 +232,16 @@ impl SignalIds {
     pub fn next(&self) -> SignalId {
         SignalId(self.next.fetch_add(1, Ordering::Relaxed))
     }
+
+    /// A block of `count` consecutive ids; returns the first.
+    pub fn reserve(&self, count: u32) -> SignalId {
+        SignalId(self.next.fetch_add(u64::from(count.max(1)), Ordering::Relaxed))
+    }
+
+    /// Makes sure no id below `floor` is handed out from now on.
+    pub fn at_least(&self, floor: u64) {
+        self.next.fetch_max(floor, Ordering::Relaxed);
+    }
 }
 
 pub(crate) struct Shared {
@@ -199,6 +256,14 @@ pub(crate) struct Shared {
     day_start_utc_hour: u8,
     origin_symbols: FxHashMap<Origin, FxHashSet<Symbol>>,
     sources: FxHashSet<Origin>,
+    journal: Option<Journal>,
+}
+
+/// A signal ready to travel: the per-shard messages, and its archived bytes (when archived).
+struct Routed {
+    messages: SmallVec<[(usize, ShardMsg); 4]>,
+    shared: Option<SharedSignal>,
+    parts: u16,
 }
 
 impl Shared {
@@ -225,18 +290,19 @@ impl Shared {
         (day + 1) * DAY_MS + offset
     }
 
-    /// The per-shard messages that carry `signal` to every follower of its origin.
-    fn route(&self, slot: usize, signal: Signal) -> Result<SmallVec<[(usize, ShardMsg); 4]>, WireError> {
+    /// The per-shard messages that carry `signal` to every follower of its origin. With a
+    /// journal the signal is always archived (the journal keeps those bytes).
+    fn route(&self, slot: usize, signal: Signal) -> Result<Routed, WireError> {
         self.stats.add(slot, Counter::Signals, 1);
         let fanout = self.map.fanout(&signal.origin);
         let parts = u16::try_from(fanout.len()).unwrap_or(u16::MAX);
         let mut messages = SmallVec::new();
-        match self.encoding {
-            FanoutEncoding::Archived => {
-                if fanout.is_empty() {
-                    return Ok(messages);
-                }
-                let shared = SharedSignal::encode(&signal)?;
+        let mut archived = None;
+        if self.encoding == FanoutEncoding::Archived || self.journal.is_some() {
+            archived = Some(SharedSignal::encode(&signal)?);
+        }
+        match (self.encoding, &archived) {
+            (FanoutEncoding::Archived, Some(shared)) => {
                 for group in fanout {
                     messages.push((
                         group.shard,
@@ -244,14 +310,14 @@ impl Shared {
                     ));
                 }
             }
-            FanoutEncoding::ClonedOwned => {
+            _ => {
                 for group in fanout {
                     let items = group.targets.iter().map(|target| (*target, signal.clone())).collect();
                     messages.push((group.shard, ShardMsg::SignalOwned { items, parts }));
                 }
             }
         }
-        Ok(messages)
+        Ok(Routed { messages, shared: archived, parts })
     }
 }
 
@@ -279,6 +345,13 @@ pub enum SubmitError {
     /// The engine has stopped.
     #[error("the engine has stopped")]
     Stopped,
+    /// The journal could not take the signal; nothing of it reaches a broker.
+    #[error("not accepted: {0}")]
+    Journal(#[from] JournalError),
+    /// The signal was fanned out but the disk has not confirmed it in time: its copies wait
+    /// for that confirmation before reaching any broker. Resending would duplicate it.
+    #[error("signal {0} accepted but not yet durable; its copies wait for the disk; do not resend")]
+    Unconfirmed(SignalId),
 }
 
 /// A copy map or runtime that cannot start.
@@ -293,7 +366,14 @@ pub enum BuildError {
     /// A shard thread could not start.
     #[error("could not start a shard thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The journal could not be read back.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
+
+/// Longest wait of a source for its signal to become durable (a healthy journal takes
+/// milliseconds; past this the source is told its signal was not accepted).
+const SUBMIT_DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Builds and starts an engine.
 #[derive(Debug)]
@@ -309,6 +389,7 @@ pub struct EngineBuilder {
     observer: Option<flume::Sender<FanoutDone>>,
     ids: Option<SignalIds>,
     cores: Option<CorePlan>,
+    journal: Option<(Journal, Recovery)>,
 }
 
 impl EngineBuilder {
@@ -326,7 +407,14 @@ impl EngineBuilder {
             observer: None,
             ids: None,
             cores: None,
+            journal: None,
         }
+    }
+
+    /// Journals to `journal`, resuming from what it held when opened.
+    pub fn journal(mut self, journal: Journal, recovery: Recovery) -> Self {
+        self.journal = Some((journal, recovery));
+        self
     }
 
     /// Adds an account (its inbound links and leader role come from the links).
@@ -399,6 +487,12 @@ impl EngineBuilder {
         let order: Vec<AccountId> = self.accounts.iter().map(|a| a.id).collect();
         let map = Arc::new(CopyMap::build(&order, self.settings.shards, self.links)?);
         let shard_count = map.shards();
+        let ids = self.ids.unwrap_or_else(SignalIds::from_wall_clock);
+        let (journal, mut recovery) = self.journal.unzip();
+        if let Some(max) = recovery.as_ref().and_then(|r| r.summary.max_signal_id) {
+            ids.at_least(max.0 + 1);
+        }
+        let mut replayer = journal.as_ref().map(restore::Replayer::new);
         let mut origin_symbols = self.origin_symbols;
         let mut per_shard: Vec<Vec<(AccountActor, flume::Sender<ConnectorCommand>)>> =
             (0..shard_count).map(|_| Vec::new()).collect();
@@ -412,7 +506,31 @@ impl EngineBuilder {
             let place = map.place(setup.id).expect("every account has a place");
             let (sender, receiver) = flume::bounded(self.settings.connector_queue_capacity.max(1));
             receivers.push((setup.id, receiver));
-            per_shard[place.shard].push((AccountActor::new(setup), sender));
+            if let Some(journal) = &journal {
+                journal.record_setup(&crate::journal::SetupRecord::of(&setup))?;
+            }
+            let actor = match (&mut replayer, &mut recovery) {
+                (Some(replayer), Some(recovery)) => replayer.restore(setup, recovery)?,
+                _ => AccountActor::new(setup),
+            };
+            per_shard[place.shard].push((actor, sender));
+        }
+        if let (Some(replayer), Some(recovery)) = (&replayer, &recovery) {
+            let summary = &recovery.summary;
+            tracing::info!(
+                entries = summary.entries,
+                from = summary.first_seq,
+                to = summary.durable_end,
+                snapshots = replayer.stats.from_snapshot,
+                replayed = replayer.stats.inputs,
+                skipped = replayer.stats.skipped,
+                dropped_after_gap = summary.dropped_after_gap,
+                "state recovered from the journal"
+            );
+        }
+        drop(replayer);
+        if let Some(journal) = &journal {
+            journal.attach(order.clone(), self.telemetry.clone());
         }
         let (mailboxes, inboxes): (Vec<_>, Vec<_>) =
             (0..shard_count).map(|_| flume::bounded(self.settings.mailbox_capacity.max(1))).unzip();
@@ -420,7 +538,7 @@ impl EngineBuilder {
             map: Arc::clone(&map),
             mailboxes,
             clock: self.clock,
-            ids: self.ids.unwrap_or_else(SignalIds::from_wall_clock),
+            ids,
             stats: self.stats,
             telemetry: self.telemetry,
             observer: self.observer,
@@ -428,6 +546,7 @@ impl EngineBuilder {
             day_start_utc_hour: self.settings.day_start_utc_hour % 24,
             origin_symbols,
             sources: self.sources.into_iter().collect(),
+            journal: journal.clone(),
         });
         let plan = self.cores.unwrap_or_else(|| CorePlan::new(&self.settings));
         let mut threads = Vec::with_capacity(shard_count);
@@ -444,6 +563,15 @@ impl EngineBuilder {
                 shard.run();
             })?;
             threads.push(thread);
+        }
+        if let (Some(journal), Some(recovery)) = (&journal, &recovery) {
+            if recovery.summary.entries > 0 {
+                // Before anything new: orders of the last run still without an outcome.
+                for mailbox in &shared.mailboxes {
+                    let _ = mailbox.send(ShardMsg::Broadcast(Control::Restarted));
+                }
+            }
+            restore::redeliver(&shared, journal, recovery)?;
         }
         Ok((Engine { handle: EngineHandle { shared }, threads }, receivers))
     }
@@ -543,8 +671,25 @@ impl EngineHandle {
             self.shared.refuse(OUTSIDE_SLOT, id, error.to_string());
             return Err(error);
         }
-        for (shard, message) in self.shared.route(OUTSIDE_SLOT, signal)? {
+        if let Some(error) = self.shared.journal.as_ref().and_then(Journal::failure) {
+            self.shared.refuse(OUTSIDE_SLOT, id, error.to_string());
+            return Err(error.into());
+        }
+        let routed = self.shared.route(OUTSIDE_SLOT, signal)?;
+        // Journaled before any follower can see it: every follower's record of it comes after.
+        let durable = match (&self.shared.journal, &routed.shared) {
+            (Some(journal), Some(shared)) => Some(journal.append_signal(shared, routed.parts)?),
+            _ => None,
+        };
+        for (shard, message) in routed.messages {
             self.shared.mailboxes[shard].send(message).map_err(|_| SubmitError::Stopped)?;
+        }
+        if let (Some(journal), Some(seq)) = (&self.shared.journal, durable) {
+            match journal.wait_durable(seq, SUBMIT_DURABLE_WAIT) {
+                Ok(()) => {}
+                Err(JournalError::NotDurable { .. }) => return Err(SubmitError::Unconfirmed(id)),
+                Err(error) => return Err(error.into()),
+            }
         }
         Ok(id)
     }
@@ -570,8 +715,24 @@ impl EngineHandle {
         Some(AccountMailbox { sender: self.shared.mailboxes[place.shard].clone(), slot: place.slot })
     }
 
-    /// Sends an instruction to one account or to all.
+    /// Sends an operator's instruction to one account or to all.
     pub fn control(&self, scope: ControlScope, control: Control) -> Result<(), SubmitError> {
+        self.control_by("operator", scope, control)
+    }
+
+    /// Sends an instruction, recording who gave it in the journal's audit log.
+    pub fn control_by(&self, who: &str, scope: ControlScope, control: Control) -> Result<(), SubmitError> {
+        if let Some(journal) = &self.shared.journal {
+            let account = match scope {
+                ControlScope::Account(account) => Some(account),
+                ControlScope::All => None,
+            };
+            journal.admin(AdminRecord {
+                unix_ms: self.shared.clock.now().unix_ms,
+                who: who.to_owned(),
+                action: AdminAction::Control { account, control },
+            })?;
+        }
         match scope {
             ControlScope::Account(account) => {
                 let mailbox = self.mailbox(account).ok_or(SubmitError::UnknownOrigin(Origin::Account(account)))?;
@@ -605,6 +766,49 @@ impl EngineHandle {
             self.shared.map.accounts().iter().enumerate().map(|(i, id)| (*id, i)).collect();
         views.sort_by_key(|v| order.get(&v.id).copied().unwrap_or(usize::MAX));
         Ok(views)
+    }
+
+    /// What reconciliation needs to know of one account, after the messages already queued
+    /// for its shard.
+    pub fn inspect(&self, account: AccountId) -> Result<AccountDetail, SubmitError> {
+        let place = self.shared.map.place(account).ok_or(SubmitError::UnknownOrigin(Origin::Account(account)))?;
+        let (reply, answer) = flume::bounded(1);
+        self.shared.mailboxes[place.shard]
+            .send(ShardMsg::Inspect { slot: place.slot, reply })
+            .map_err(|_| SubmitError::Stopped)?;
+        answer.recv().map_err(|_| SubmitError::Stopped)
+    }
+
+    /// The same, from a task.
+    pub async fn inspect_async(&self, account: AccountId) -> Result<AccountDetail, SubmitError> {
+        let place = self.shared.map.place(account).ok_or(SubmitError::UnknownOrigin(Origin::Account(account)))?;
+        let (reply, answer) = flume::bounded(1);
+        self.shared.mailboxes[place.shard]
+            .send_async(ShardMsg::Inspect { slot: place.slot, reply })
+            .await
+            .map_err(|_| SubmitError::Stopped)?;
+        answer.recv_async().await.map_err(|_| SubmitError::Stopped)
+    }
+
+    /// Asks every leader account this follower copies to send it its book, for a repair pass
+    /// (missing copies and orphans, per each link's policy). Returns how many were asked.
+    pub async fn repair(&self, follower: AccountId) -> Result<usize, SubmitError> {
+        let mut asked = 0;
+        for link in self.shared.map.inbound(follower) {
+            let Origin::Account(leader) = link.origin else { continue };
+            let Some(place) = self.shared.map.place(leader) else { continue };
+            self.shared.mailboxes[place.shard]
+                .send_async(ShardMsg::RepairFollower { slot: place.slot, follower })
+                .await
+                .map_err(|_| SubmitError::Stopped)?;
+            asked += 1;
+        }
+        Ok(asked)
+    }
+
+    /// The journal, when there is one.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.shared.journal.as_ref()
     }
 
     /// The counters.

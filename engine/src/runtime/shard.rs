@@ -12,15 +12,16 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mirror_model::{AccountId, Origin, Signal, SignalId};
 use mirror_wire::SharedSignal;
 
-use super::{ConnectorCommand, OwnedInput, ShardMsg, Shared};
+use super::{AccountDetail, ConnectorCommand, OwnedInput, Routed, ShardMsg, Shared};
 use crate::account::{AccountActor, Action, Audit, AuditEvent, Control, Input, Now};
+use crate::journal::{Deliveries, EmittedSignal, Entry, InputRecord, JournalInput, Record, ShardEntry};
 use crate::router::Target;
-use crate::telemetry::{AuditRecord, Counter, FanoutDone, LocalCounts, TelemetryBatch, TelemetryMsg};
+use crate::telemetry::{AuditRecord, Counter, FanoutDone, LocalCounts, TelemetryBatch, TelemetryMsg, TelemetrySink};
 
 /// How long a parked shard sleeps before it looks at its clock-driven duties.
 const IDLE_WAKE: Duration = Duration::from_millis(100);
@@ -28,6 +29,13 @@ const IDLE_WAKE: Duration = Duration::from_millis(100);
 /// Cross-shard messages a shard parks before it, too, waits (only reached when a peer is a
 /// million messages behind).
 const OUTBOX_MAX: usize = 1_000_000;
+
+/// Messages handled back to back before clock-driven duties run anyway.
+const DUTIES_EVERY: u32 = 1_024;
+
+/// Snapshots taken per round of duties (each copies one account's state), so that a busy
+/// shard is not held up by many at once.
+const SNAPSHOTS_PER_ROUND: usize = 8;
 
 pub(super) struct Shard {
     pub(super) index: usize,
@@ -46,6 +54,15 @@ pub(super) struct Shard {
     fanout: Option<FanoutDone>,
     audit_seq: u64,
     counts: LocalCounts,
+    /// Journal: the entry of the message being handled and its position, once taken.
+    entry: ShardEntry,
+    entry_seq: Option<u64>,
+    /// Signals the message's leaders emitted, routed once the message is journaled.
+    emitted: Vec<Signal>,
+    /// Per slot: input number and time of its last snapshot.
+    snapshot_marks: Vec<(u64, Instant)>,
+    snapshot_cursor: usize,
+    handled_since_duties: u32,
 }
 
 impl Shard {
@@ -59,6 +76,7 @@ impl Shard {
     ) -> Self {
         let now = shared.clock.now();
         let next_day_unix_ms = shared.next_day_start(now.unix_ms);
+        let snapshot_marks = actors.iter().map(|a| (a.input_seq(), Instant::now())).collect();
         Self {
             index,
             actors,
@@ -75,10 +93,19 @@ impl Shard {
             fanout: None,
             audit_seq: 1,
             counts: LocalCounts::default(),
+            entry: ShardEntry::default(),
+            entry_seq: None,
+            emitted: Vec::new(),
+            snapshot_marks,
+            snapshot_cursor: 0,
+            handled_since_duties: 0,
         }
     }
 
     pub(super) fn run(mut self) {
+        // Every account's starting point, so that the journal can be compacted past what
+        // recovery replayed.
+        self.snapshot(true);
         loop {
             self.flush_outbox();
             let message = match self.local.pop_front() {
@@ -114,12 +141,45 @@ impl Shard {
         }
     }
 
-    /// Clock-driven work: the trading day's start.
+    /// Clock-driven work: the trading day's start, snapshots.
     fn duties(&mut self) {
+        self.handled_since_duties = 0;
         let now = self.shared.clock.now();
         if now.unix_ms >= self.next_day_unix_ms {
             self.next_day_unix_ms = self.shared.next_day_start(now.unix_ms);
             self.broadcast(now, Control::NewDay);
+            self.finish_message();
+        }
+        self.snapshot(false);
+    }
+
+    /// Journals the snapshots that are due (all of them when `all`), round-robin.
+    fn snapshot(&mut self, all: bool) {
+        let Some(journal) = &self.shared.journal else { return };
+        let settings = journal.settings();
+        let count = self.actors.len();
+        let now = Instant::now();
+        let mut taken = 0;
+        for _ in 0..count {
+            let slot = self.snapshot_cursor % count;
+            self.snapshot_cursor = (slot + 1) % count;
+            let actor = &self.actors[slot];
+            let (last_seq, last_at) = self.snapshot_marks[slot];
+            let changed = actor.input_seq() - last_seq;
+            let due = changed >= settings.snapshot_inputs
+                || (changed > 0 && now.duration_since(last_at) >= settings.snapshot_interval);
+            if !all && !due {
+                continue;
+            }
+            if let Err(error) = journal.append(Record::Snapshot(Box::new(actor.snapshot()))) {
+                tracing::error!(%error, account = %actor.id(), "could not journal a snapshot");
+                return;
+            }
+            self.snapshot_marks[slot] = (actor.input_seq(), now);
+            taken += 1;
+            if !all && taken >= SNAPSHOTS_PER_ROUND {
+                return;
+            }
         }
     }
 
@@ -139,21 +199,73 @@ impl Shard {
                 let views = self.actors.iter().map(super::AccountView::of).collect();
                 let _ = reply.send(views);
             }
+            ShardMsg::Inspect { slot, reply } => {
+                if let Some(actor) = self.actors.get(slot as usize) {
+                    let _ = reply.send(AccountDetail {
+                        book: actor.leader_book(),
+                        live_orders: actor.live_order_ids(),
+                        broker_snapshots: actor.broker_snapshots(),
+                        is_leader: actor.is_leader(),
+                    });
+                }
+            }
+            ShardMsg::RepairFollower { slot, follower } => self.send_book(slot, follower),
             ShardMsg::Stop => {
-                self.flush_telemetry();
+                self.finish_message();
+                // A clean stop leaves nothing to replay.
+                self.snapshot(true);
                 return false;
             }
         }
-        self.flush_telemetry();
+        self.finish_message();
         self.duties_if_due();
         true
     }
 
     fn duties_if_due(&mut self) {
-        // Cheap check on the hot path: only every few hundred messages would a clock read
-        // matter, and the idle path catches the rest.
-        if self.local.is_empty() && self.inbox.is_empty() {
+        // Cheap check on the hot path: an idle shard does its duties at once, a busy one every
+        // thousand messages.
+        self.handled_since_duties += 1;
+        if (self.local.is_empty() && self.inbox.is_empty()) || self.handled_since_duties >= DUTIES_EVERY {
             self.duties();
+        }
+    }
+
+    /// Ends the handling of one message: journals what it did (inputs, emitted signals,
+    /// audits) as one entry, reports telemetry, then routes the emitted signals, so that every
+    /// follower's record of a signal comes after the leader's.
+    fn finish_message(&mut self) {
+        let mut routed: Vec<Routed> = Vec::new();
+        for signal in std::mem::take(&mut self.emitted) {
+            if let Err(error) = signal.validate() {
+                self.shared.refuse(self.index, signal.id, error.to_string());
+                continue;
+            }
+            match self.shared.route(self.index, signal) {
+                Ok(signal) => routed.push(signal),
+                Err(error) => tracing::error!(%error, "could not encode a leader signal"),
+            }
+        }
+        if let (Some(journal), Some(seq)) = (&self.shared.journal, self.entry_seq.take()) {
+            let mut entry = std::mem::take(&mut self.entry);
+            entry.shard = u16::try_from(self.index).unwrap_or(u16::MAX);
+            for signal in &routed {
+                if let Some(shared) = &signal.shared {
+                    let (id, bytes) = (shared.view().id, shared.as_bytes().to_vec());
+                    entry.emitted.push(EmittedSignal { id, bytes, parts: signal.parts });
+                }
+            }
+            let fresh = self.shared.telemetry.as_ref().map_or_else(Vec::new, TelemetrySink::buffer);
+            entry.audits = std::mem::replace(&mut self.audits, fresh);
+            if let Err(error) = journal.write(seq, Record::Entry(Entry::Shard(entry))) {
+                tracing::error!(%error, shard = self.index, "could not journal; the commands of this message are held");
+            }
+        }
+        self.flush_telemetry();
+        for signal in routed {
+            for (shard, message) in signal.messages {
+                self.send_to_shard(shard, message);
+            }
         }
     }
 
@@ -164,6 +276,7 @@ impl Shard {
     fn fan_out(&mut self, signal: &SharedSignal, targets: &[Target], parts: u16) {
         let now = self.shared.clock.now();
         let view = signal.view();
+        self.begin_deliveries(view.id, now, targets.len());
         let mut orders = 0;
         for target in targets {
             orders += self.step(now, target.slot, Input::Signal { signal: &view, link: target.link });
@@ -178,11 +291,33 @@ impl Shard {
         let Some((_, first)) = items.first() else { return };
         let (id, accepted) = (first.id, first.accepted_mono_ns);
         let followers = items.len();
+        self.begin_deliveries(id, now, followers);
         for (target, signal) in &items {
             let view = signal.view();
             orders += self.step(now, target.slot, Input::Signal { signal: &view, link: target.link });
         }
         self.report_fanout(id, accepted, parts, followers, orders);
+    }
+
+    /// Sends a leader's book to one of its followers for a repair pass, with a block of ids
+    /// for the orders it may send (one per leader position, plus one for closing orphans).
+    fn send_book(&mut self, slot: u32, follower: AccountId) {
+        let Some(leader) = self.actors.get(slot as usize) else { return };
+        if !leader.summary().connected {
+            tracing::info!(leader = %leader.name(), %follower, "leader not connected; no repair against its book");
+            return;
+        }
+        let book = leader.leader_book();
+        let ids = u32::try_from(book.positions.len() + 1).unwrap_or(u32::MAX);
+        let first_id = self.shared.ids.reserve(ids);
+        let repair = crate::account::Repair { first_id, ids, books: vec![book] };
+        self.send_to_account(follower, OwnedInput::Repair(Box::new(repair)));
+    }
+
+    fn begin_deliveries(&mut self, signal: SignalId, now: Now, followers: usize) {
+        if self.shared.journal.is_some() {
+            self.entry.deliveries = Some(Deliveries { signal, now, followers: Vec::with_capacity(followers) });
+        }
     }
 
     fn report_fanout(&mut self, signal: SignalId, accepted_mono_ns: u64, parts: u16, followers: usize, orders: u32) {
@@ -213,7 +348,9 @@ impl Shard {
             self.fanout = None;
             return;
         };
-        let audits = std::mem::replace(&mut self.audits, sink.buffer());
+        // With a journal the audits went into its entry (its writer forwards them once durable).
+        let audits =
+            if self.audits.is_empty() { Vec::new() } else { std::mem::replace(&mut self.audits, sink.buffer()) };
         let dropped = audits.len() as u64;
         let batch = TelemetryBatch { audits, fanout: self.fanout.take() };
         if let Err(error) = sink.sender.try_send(TelemetryMsg::Batch(batch)) {
@@ -232,6 +369,8 @@ impl Shard {
             OwnedInput::Outcome(outcome) => Input::Outcome(outcome),
             OwnedInput::NotSent(command) => Input::NotSent(command),
             OwnedInput::Control(control) => Input::Control(control),
+            OwnedInput::Lookups(lookups) => Input::Lookups(lookups),
+            OwnedInput::Repair(repair) => Input::Repair(repair),
         };
         self.step(now, slot, input);
     }
@@ -245,24 +384,49 @@ impl Shard {
     /// One input into one actor, then its actions, then whatever they fed back. Returns the
     /// number of commands handed to the connector.
     fn step(&mut self, now: Now, slot: u32, input: Input<'_>) -> u32 {
-        let Some(actor) = self.actors.get_mut(slot as usize) else {
+        if self.actors.get(slot as usize).is_none() {
             tracing::error!(shard = self.index, slot, "input for an empty slot");
             return 0;
-        };
-        actor.on_input(now, input, &mut self.actions);
+        }
+        self.feed(now, slot, input);
         let mut handed = self.apply(now, slot);
         while let Some((slot, input)) = self.feedback.pop() {
-            let actor = &mut self.actors[slot as usize];
             let input = match input {
                 OwnedInput::NotSent(command) => Input::NotSent(command),
                 OwnedInput::Control(control) => Input::Control(control),
                 OwnedInput::Event(event) => Input::Event(event),
                 OwnedInput::Outcome(outcome) => Input::Outcome(outcome),
+                OwnedInput::Lookups(lookups) => Input::Lookups(lookups),
+                OwnedInput::Repair(repair) => Input::Repair(repair),
             };
-            actor.on_input(now, input, &mut self.actions);
+            self.feed(now, slot, input);
             handed += self.apply(now, slot);
         }
         handed
+    }
+
+    /// One input into one actor, recorded in the message's journal entry first.
+    fn feed(&mut self, now: Now, slot: u32, input: Input<'_>) {
+        let actor = &mut self.actors[slot as usize];
+        if let Some(journal) = &self.shared.journal {
+            let (account, seq) = (actor.id(), actor.input_seq() + 1);
+            match &input {
+                Input::Signal { link, .. } => {
+                    if let Some(deliveries) = &mut self.entry.deliveries {
+                        deliveries.followers.push((account, seq, *link));
+                    }
+                }
+                other => {
+                    if let Some(input) = JournalInput::of(other) {
+                        self.entry.inputs.push(InputRecord { account, seq, now, input });
+                    }
+                }
+            }
+            if self.entry_seq.is_none() {
+                self.entry_seq = Some(journal.reserve());
+            }
+        }
+        actor.on_input(now, input, &mut self.actions);
     }
 
     fn apply(&mut self, now: Now, slot: u32) -> u32 {
@@ -272,7 +436,11 @@ impl Shard {
         for action in actions.drain(..) {
             match action {
                 Action::Send { command, .. } => {
-                    let queued = ConnectorCommand { command, handed_mono_ns: now.mono_ns };
+                    let durable_after = match &self.shared.journal {
+                        Some(journal) if journal.write_ahead() => self.entry_seq.unwrap_or(0),
+                        _ => 0,
+                    };
+                    let queued = ConnectorCommand { command, handed_mono_ns: now.mono_ns, durable_after };
                     match self.queues[slot as usize].try_send(queued) {
                         Ok(()) => handed += 1,
                         Err(flume::TrySendError::Full(rejected) | flume::TrySendError::Disconnected(rejected)) => {
@@ -291,7 +459,7 @@ impl Shard {
                         action: draft.action,
                         note: String::new(),
                     };
-                    self.dispatch(signal);
+                    self.emitted.push(signal);
                 }
                 Action::Flatten { group, reason } => {
                     let id = self.shared.ids.next();
@@ -320,22 +488,6 @@ impl Shard {
         self.audit_seq += 1;
         let shard = u16::try_from(self.index).unwrap_or(u16::MAX);
         self.audits.push(AuditRecord { shard, seq, mono_ns: now.mono_ns, account, audit });
-    }
-
-    /// A signal emitted by one of this shard's actors (a leader, or a chain).
-    fn dispatch(&mut self, signal: Signal) {
-        if let Err(error) = signal.validate() {
-            self.shared.refuse(self.index, signal.id, error.to_string());
-            return;
-        }
-        match self.shared.route(self.index, signal) {
-            Ok(messages) => {
-                for (shard, message) in messages {
-                    self.send_to_shard(shard, message);
-                }
-            }
-            Err(error) => tracing::error!(%error, "could not encode a leader signal"),
-        }
     }
 
     fn send_to_account(&mut self, account: AccountId, input: OwnedInput) {

@@ -285,10 +285,10 @@ fn log_audit(record: &AuditRecord, names: &FxHashMap<AccountId, Arc<str>>) {
         AuditEvent::Cancelling { client_id } => tracing::info!(seq, account, signal, %client_id, "cancelling"),
         // A close or modify for a leader position this follower never copied is routine.
         AuditEvent::Skipped { action, reason: reason @ SkipReason::NoCopy } => {
-            tracing::debug!(seq, account, signal, action, %reason, "nothing to copy")
+            tracing::debug!(seq, account, signal, action = action.as_ref(), %reason, "nothing to copy")
         }
         AuditEvent::Skipped { action, reason } => {
-            tracing::info!(seq, account, signal, action, category = reason.category().name(), %reason, "skipped")
+            tracing::info!(seq, account, signal, action = action.as_ref(), category = reason.category().name(), %reason, "skipped")
         }
         AuditEvent::Accepted { client_id, broker_id } => {
             tracing::debug!(seq, account, signal, %client_id, %broker_id, "accepted")
@@ -320,10 +320,10 @@ fn log_audit(record: &AuditRecord, names: &FxHashMap<AccountId, Arc<str>>) {
         AuditEvent::Flattening { reason, positions, orders } => {
             tracing::warn!(seq, account, signal, ?reason, positions, orders, "flattening")
         }
-        AuditEvent::Paused { scope, paused } => tracing::info!(seq, account, scope, paused, "pause"),
+        AuditEvent::Paused { scope, paused } => tracing::info!(seq, account, scope = scope.as_ref(), paused, "pause"),
         AuditEvent::Connection { state } => tracing::info!(seq, account, ?state, "connection"),
         AuditEvent::CommandFailed { command, error } => {
-            tracing::warn!(seq, account, signal, command, error, "command failed")
+            tracing::warn!(seq, account, signal, command = command.as_ref(), error, "command failed")
         }
         AuditEvent::Corrected { client_id, symbol, qty } => tracing::warn!(
             seq, account, signal, %client_id, %symbol, %qty,
@@ -334,7 +334,7 @@ fn log_audit(record: &AuditRecord, names: &FxHashMap<AccountId, Arc<str>>) {
             tracing::info!(seq, account, positions, orders, "reconciled with the broker")
         }
         AuditEvent::NotSent { command } => {
-            tracing::warn!(seq, account, signal, command, "connector queue full; command not sent")
+            tracing::warn!(seq, account, signal, command = command.as_ref(), "connector queue full; command not sent")
         }
     }
 }

@@ -23,7 +23,7 @@ pub use status::{Console, ConsoleWriter, StatusLine};
 use crate::account::{Audit, AuditEvent};
 
 /// One audit record, numbered.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRecord {
     /// The shard that produced it.
     pub shard: u16,
