@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mirror_connector::Connector;
-use mirror_connector_sim::{SimAccountConfig, SimBroker, SimConnector, spawn_autotrader};
+use mirror_connector_sim::{
+    RemoteSimConfig, RemoteSimConnector, SimAccountConfig, SimBroker, SimConnector, spawn_autotrader,
+};
 use mirror_model::{AccountId, InstrumentTable, Origin, Platform};
 use rustc_hash::FxHashMap;
 use tokio::task::JoinHandle;
@@ -40,8 +42,8 @@ pub struct Running {
     engine: Option<Engine>,
     /// Talk to the engine.
     pub handle: EngineHandle,
-    /// The simulated broker (its state outlives the engine).
-    pub broker: SimBroker,
+    /// The simulated broker, when it runs inside this process (not with `[sim] remote`).
+    broker: Option<SimBroker>,
     telemetry: Option<TelemetryHandle>,
     journal: Option<Journal>,
     reconciliation: Option<JoinHandle<()>>,
@@ -54,7 +56,8 @@ pub struct Running {
 
 /// Starts everything a configuration describes.
 pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result<Running> {
-    let broker = SimBroker::new(resolved.sim.clone(), resolved.markets.clone());
+    // The simulated broker runs here, or in another process (whose state outlives ours).
+    let broker = resolved.sim_remote.is_none().then(|| SimBroker::new(resolved.sim.clone(), resolved.markets.clone()));
     let mut connectors: Vec<(AccountId, Arc<str>, Arc<dyn Connector>)> = Vec::new();
     for account in &resolved.accounts {
         anyhow::ensure!(
@@ -62,17 +65,26 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
             "account {}: only simulated accounts can run in this build",
             account.name
         );
-        broker
-            .open_account(SimAccountConfig {
-                name: account.name.clone(),
-                mode: account.mode,
-                currency: account.currency.clone(),
-                balance: account.balance,
-                instruments: account.instruments.clone(),
-            })
-            .with_context(|| format!("opening simulated account {}", account.name))?;
-        let connector = SimConnector::new(broker.clone(), &account.name)?;
-        connectors.push((account.id, Arc::from(account.name.as_str()), Arc::new(connector)));
+        let connector: Arc<dyn Connector> = match (&broker, &resolved.sim_remote) {
+            (Some(broker), _) => {
+                broker
+                    .open_account(SimAccountConfig {
+                        name: account.name.clone(),
+                        mode: account.mode,
+                        currency: account.currency.clone(),
+                        balance: account.balance,
+                        instruments: account.instruments.clone(),
+                    })
+                    .with_context(|| format!("opening simulated account {}", account.name))?;
+                Arc::new(SimConnector::new(broker.clone(), &account.name)?)
+            }
+            (None, Some(remote)) => Arc::new(RemoteSimConnector::new(RemoteSimConfig {
+                request_timeout: resolved.connector.call_timeout,
+                ..RemoteSimConfig::new(remote.clone(), account.name.clone())
+            })),
+            (None, None) => unreachable!("a broker or an address"),
+        };
+        connectors.push((account.id, Arc::from(account.name.as_str()), connector));
     }
 
     let boots = futures_join(connectors.iter().map(|(_, _, connector)| {
@@ -119,7 +131,13 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
             id: account.id,
             name: Arc::clone(name),
             mode: boot.session.as_ref().map_or(account.mode, |s| s.mode),
-            instruments: InstrumentTable::from_iter(boot.instruments.iter().copied()),
+            // A broker that is not up yet: the configuration's instruments (the same the
+            // simulated broker serves) until it is.
+            instruments: if boot.instruments.is_empty() {
+                account.instruments.iter().map(|i| i.spec).collect()
+            } else {
+                InstrumentTable::from_iter(boot.instruments.iter().copied())
+            },
             balance: boot.snapshot.balance,
             equity: boot.snapshot.equity,
             risk: account.risk,
@@ -182,11 +200,13 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
 
     let mut feed_tasks = Vec::new();
     if options.ticker
-        && let Some(ticker) = broker.start_ticker()
+        && let Some(ticker) = broker.as_ref().and_then(SimBroker::start_ticker)
     {
         feed_tasks.push(ticker);
     }
-    if options.autotrade {
+    if options.autotrade
+        && let Some(broker) = &broker
+    {
         for account in &resolved.accounts {
             if let Some((config, seed)) = &account.autotrade {
                 feed_tasks.push(spawn_autotrader(broker.clone(), account.name.clone(), config.clone(), *seed));
@@ -245,6 +265,14 @@ impl Running {
             restricted: views.iter().filter(|v| v.summary.mode != crate::account::RiskMode::Normal).count(),
             uptime_s: self.started.elapsed().as_secs(),
         }
+    }
+
+    /// The simulated broker running inside this process.
+    ///
+    /// # Panics
+    /// With `[sim] remote`: the broker is in another process.
+    pub fn broker(&self) -> &SimBroker {
+        self.broker.as_ref().expect("the simulated broker runs in another process ([sim] remote)")
     }
 
     /// Waits until the reconciliation of the start has gone through every account.

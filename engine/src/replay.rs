@@ -64,6 +64,12 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     match replay(&dir, args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        // The reader went away (`| head`): not an error.
+        Err(error)
+            if error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -75,6 +81,8 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
 #[allow(clippy::print_stdout)]
 fn replay(dir: &std::path::Path, args: &ReplayArgs) -> anyhow::Result<bool> {
     use anyhow::Context as _;
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
     let (journal, recovery) = Journal::open(JournalSettings { write_ahead: false, ..JournalSettings::in_dir(dir) })
         .with_context(|| format!("opening {} (is mirror-engine running on it?)", dir.display()))?;
     let summary = recovery.summary.clone();
@@ -85,7 +93,7 @@ fn replay(dir: &std::path::Path, args: &ReplayArgs) -> anyhow::Result<bool> {
             let Some((last, _)) = entries.last() else { break };
             from = last + 1;
             for (seq, entry) in entries {
-                println!("{}", entry_json(&journal, seq, &entry)?);
+                writeln!(out, "{}", entry_json(&journal, seq, &entry)?)?;
             }
         }
     }
@@ -114,6 +122,7 @@ fn replay(dir: &std::path::Path, args: &ReplayArgs) -> anyhow::Result<bool> {
                     "connected": summary.connected,
                     "legs": summary.legs,
                     "positions": actor.positions(),
+                    "copies": actor.copies(),
                     "live_orders": actor.live_order_ids().iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "verification": verification_text(verification),
                 })
@@ -133,10 +142,11 @@ fn replay(dir: &std::path::Path, args: &ReplayArgs) -> anyhow::Result<bool> {
             },
             "accounts": accounts,
         });
-        println!("{}", serde_json::to_string_pretty(&document)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         return Ok(all_match);
     }
-    println!(
+    writeln!(
+        out,
         "journal {}: positions {}–{} ({} entries), {} dropped after a gap; {} accounts with snapshots ({} corrupt)",
         dir.display(),
         summary.first_seq,
@@ -145,19 +155,22 @@ fn replay(dir: &std::path::Path, args: &ReplayArgs) -> anyhow::Result<bool> {
         summary.dropped_after_gap,
         summary.snapshots,
         summary.corrupt_snapshots
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "replayed {} inputs ({} accounts from a snapshot, {} inputs skipped, {} holes)",
         stats.inputs, stats.from_snapshot, stats.skipped, stats.holes
-    );
-    println!();
-    println!(
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
         "{:<16} {:>12} {:>12} {:>9} {:>5} {:>5}  {:<11} replay check",
         "account", "balance", "equity", "positions", "live", "legs", "risk"
-    );
+    )?;
     for (actor, verification) in &selected {
         let summary = actor.summary();
-        println!(
+        writeln!(
+            out,
             "{:<16} {:>12} {:>12} {:>9} {:>5} {:>5}  {:<11} {}",
             actor.name(),
             summary.balance.to_string(),
@@ -167,19 +180,20 @@ fn replay(dir: &std::path::Path, args: &ReplayArgs) -> anyhow::Result<bool> {
             summary.legs,
             format!("{}{}", summary.mode, if summary.paused { ",paused" } else { "" }),
             verification_text(verification)
-        );
+        )?;
         for position in actor.positions() {
-            println!(
+            writeln!(
+                out,
                 "    position {:<10} {:<10} {:<4} {:>10} @ {}",
                 position.id.to_string(),
                 position.symbol.to_string(),
                 position.side.to_string(),
                 position.qty.to_string(),
                 position.open_price
-            );
+            )?;
         }
         for order in actor.live_order_ids() {
-            println!("    live order {order}");
+            writeln!(out, "    live order {order}")?;
         }
     }
     if args.verify {
@@ -188,13 +202,14 @@ fn replay(dir: &std::path::Path, args: &ReplayArgs) -> anyhow::Result<bool> {
             Verification::Differs { .. } => (m, d + 1),
             Verification::NothingToCompare => (m, d),
         });
-        println!();
+        writeln!(out)?;
         if differ == 0 {
-            println!(
+            writeln!(
+                out,
                 "✓ verify: {matched} accounts rebuilt from their earliest snapshot reproduce the latest one exactly"
-            );
+            )?;
         } else {
-            println!("✗ verify: {differ} accounts do not reproduce their latest snapshot");
+            writeln!(out, "✗ verify: {differ} accounts do not reproduce their latest snapshot")?;
         }
     }
     Ok(all_match)

@@ -200,12 +200,12 @@ async fn settle(running: &Running) {
 }
 
 fn snapshot(running: &Running, account: &str) -> (i128, i128) {
-    let snapshot = running.broker.account_snapshot(account).unwrap();
+    let snapshot = running.broker().account_snapshot(account).unwrap();
     (i128::from(snapshot.balance.raw()), i128::from(snapshot.equity.raw()))
 }
 
 fn positions_on(running: &Running, account: &str, symbol: &Symbol) -> Vec<Position> {
-    running.broker.positions(account).unwrap().into_iter().filter(|p| p.symbol == *symbol).collect()
+    running.broker().positions(account).unwrap().into_iter().filter(|p| p.symbol == *symbol).collect()
 }
 
 fn assert_holds(running: &Running, index: usize, open: &Open, qty: i128) {
@@ -228,7 +228,7 @@ async fn a_hundred_followers_copy_open_modify_partial_close_and_close_exactly() 
     let text = format!("{}\n[storage]\ndir = {:?}\n", config_text(), journal.path().display().to_string());
     let resolved = config::load_str(Path::new("hundred.toml"), &text).unwrap();
     let running = start(&resolved, StartOptions::default()).await.unwrap();
-    let broker = running.broker.clone();
+    let broker = running.broker().clone();
     let eurusd = sym("EURUSD");
     let gbpusd = sym("GBPUSD");
 

@@ -77,7 +77,7 @@ async fn settle(running: &Running) {
 }
 
 fn held(running: &Running, account: &str) -> Vec<(Side, Qty)> {
-    running.broker.positions(account).unwrap().iter().map(|p| (p.side, p.qty)).collect()
+    running.broker().positions(account).unwrap().iter().map(|p| (p.side, p.qty)).collect()
 }
 
 fn account(name: &str, balance: u32, extra: &str) -> String {
@@ -168,12 +168,12 @@ async fn a_follower_that_leads_passes_copies_down_the_chain() {
         link("middle", "bottom", "sizing = { mode = \"multiplier\", ratio = 0.5 }\nreverse = true")
     );
     let running = run(&text).await;
-    running.broker.manual_order("top", eurusd(), Side::Buy, q("2"), OrderKind::Market, None, None).unwrap();
+    running.broker().manual_order("top", eurusd(), Side::Buy, q("2"), OrderKind::Market, None, None).unwrap();
     settle(&running).await;
     assert_eq!(held(&running, "middle"), vec![(Side::Buy, q("1"))]);
     assert_eq!(held(&running, "bottom"), vec![(Side::Sell, q("0.5"))]);
-    let position = running.broker.positions("top").unwrap()[0];
-    running.broker.manual_close("top", position.id, position.qty).unwrap();
+    let position = running.broker().positions("top").unwrap()[0];
+    running.broker().manual_close("top", position.id, position.qty).unwrap();
     settle(&running).await;
     assert!(held(&running, "middle").is_empty() && held(&running, "bottom").is_empty());
     running.stop().await;
@@ -191,19 +191,19 @@ async fn the_prototypes_three_percent_rule_flattens_the_master_and_every_followe
         link("f1", "chained", "")
     );
     let running = run(&text).await;
-    running.broker.manual_order("master", eurusd(), Side::Buy, q("2"), OrderKind::Market, None, None).unwrap();
+    running.broker().manual_order("master", eurusd(), Side::Buy, q("2"), OrderKind::Market, None, None).unwrap();
     settle(&running).await;
     for (name, qty) in [("f1", "2"), ("f2", "1"), ("chained", "2")] {
         assert_eq!(held(&running, name), vec![(Side::Buy, q(qty))], "{name}");
     }
     // The master bought 2 lots at 1.08508 on 10,000: $2 a tick. Bid 1.08359 is 149 ticks
     // down, equity 9,702 (2.98 %): nothing happens.
-    running.broker.set_price(&eurusd(), p("1.08359")).unwrap();
+    running.broker().set_price(&eurusd(), p("1.08359")).unwrap();
     settle(&running).await;
     assert_eq!(held(&running, "f1"), vec![(Side::Buy, q("2"))]);
     assert!(running.accounts().await.iter().all(|v| v.summary.mode == RiskMode::Normal));
     // One tick more: equity 9,700, exactly 3 % below the day's high of 10,000.
-    running.broker.set_price(&eurusd(), p("1.08358")).unwrap();
+    running.broker().set_price(&eurusd(), p("1.08358")).unwrap();
     settle(&running).await;
     for name in ["master", "f1", "f2", "chained"] {
         assert!(held(&running, name).is_empty(), "{name} is flattened");
@@ -211,7 +211,7 @@ async fn the_prototypes_three_percent_rule_flattens_the_master_and_every_followe
     let views = running.accounts().await;
     assert!(views.iter().all(|v| v.summary.mode == RiskMode::Frozen), "{views:?}");
     // Frozen for the day: the master's next trade is not copied.
-    running.broker.manual_order("master", eurusd(), Side::Buy, q("1"), OrderKind::Market, None, None).unwrap();
+    running.broker().manual_order("master", eurusd(), Side::Buy, q("1"), OrderKind::Market, None, None).unwrap();
     settle(&running).await;
     assert!(held(&running, "f1").is_empty());
     running.stop().await;
@@ -228,7 +228,7 @@ async fn pending_orders_are_copied_triggered_and_cancelled() {
         link("leader", "waits", "copy_pending = false")
     );
     let running = run(&text).await;
-    let broker = &running.broker;
+    let broker = running.broker();
     let limit = OrderKind::Limit { price: p("1.08400") };
     broker.manual_order("leader", eurusd(), Side::Buy, q("1"), limit, None, None).unwrap();
     settle(&running).await;
@@ -241,7 +241,7 @@ async fn pending_orders_are_copied_triggered_and_cancelled() {
     settle(&running).await;
     assert_eq!(held(&running, "copies"), vec![(Side::Buy, q("1"))]);
     assert_eq!(held(&running, "waits"), vec![(Side::Buy, q("1"))]);
-    assert_eq!(running.broker.history("copies").unwrap().len(), 1, "no second order for the leader's fill");
+    assert_eq!(running.broker().history("copies").unwrap().len(), 1, "no second order for the leader's fill");
     // A second limit is cancelled by the leader before it triggers: so is the copy.
     let order = broker
         .manual_order("leader", eurusd(), Side::Sell, q("1"), OrderKind::Limit { price: p("1.09") }, None, None)
@@ -258,7 +258,7 @@ async fn pending_orders_are_copied_triggered_and_cancelled() {
 async fn a_dropped_session_reconnects_and_copying_resumes() {
     let text = format!("{}{}{}", account("leader", 100_000, ""), account("f", 100_000, ""), link("leader", "f", ""));
     let running = run(&text).await;
-    running.broker.cut_session("f").unwrap();
+    running.broker().cut_session("f").unwrap();
     let follower_connected =
         || async { running.accounts().await.into_iter().find(|v| v.name.as_ref() == "f").unwrap().summary.connected };
     // The engine sees the drop, then reconnects (backing off from 200 ms).
@@ -269,7 +269,7 @@ async fn a_dropped_session_reconnects_and_copying_resumes() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    running.broker.manual_order("leader", eurusd(), Side::Sell, q("0.7"), OrderKind::Market, None, None).unwrap();
+    running.broker().manual_order("leader", eurusd(), Side::Sell, q("0.7"), OrderKind::Market, None, None).unwrap();
     settle(&running).await;
     assert_eq!(held(&running, "f"), vec![(Side::Sell, q("0.7"))]);
     running.stop().await;
@@ -280,7 +280,7 @@ async fn a_netting_follower_tracks_opposite_leader_positions_through_a_flip() {
     let netting = "\n[[accounts]]\nname = \"net\"\nplatform = \"sim\"\nmode = \"netting\"\nbalance = 100000\n";
     let text = format!("{}{netting}{}", account("leader", 100_000, ""), link("leader", "net", ""));
     let running = run(&text).await;
-    let broker = &running.broker;
+    let broker = running.broker();
     broker.manual_order("leader", eurusd(), Side::Buy, q("2"), OrderKind::Market, None, None).unwrap();
     settle(&running).await;
     broker.manual_order("leader", eurusd(), Side::Sell, q("3"), OrderKind::Market, None, None).unwrap();

@@ -165,6 +165,9 @@ pub enum RejectCode {
     DuplicateClientId,
     /// Trading is disabled for the account or the symbol.
     TradingDisabled,
+    /// Not a refusal from the broker: reconciliation found no trace of the order there, so it
+    /// never arrived (the engine stopped before sending it).
+    NeverReceived,
     /// Anything else the broker said no to.
     Other,
 }

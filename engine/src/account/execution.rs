@@ -86,6 +86,11 @@ impl AccountActor {
             }
             OrderReportKind::Cancelled => audit(out, signal, AuditEvent::Cancelled { client_id }),
             OrderReportKind::Expired => audit(out, signal, AuditEvent::Expired { client_id }),
+            // Reconciliation found no trace of it: it never reached the broker (the engine
+            // stopped first), which is not a refusal.
+            OrderReportKind::Rejected(reason) if reason.code == mirror_connector::RejectCode::NeverReceived => {
+                audit(out, signal, AuditEvent::NeverSent { client_id });
+            }
             OrderReportKind::Rejected(reason) => {
                 audit(out, signal, AuditEvent::Rejected { client_id, reason: reason.to_string() });
             }

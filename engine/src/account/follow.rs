@@ -436,9 +436,11 @@ impl AccountActor {
         leg: Option<LegKey>,
         out: &mut Vec<Action>,
     ) {
-        let (symbol, side, held) = match (self.positions.get(&position), leg.and_then(|key| self.legs.get(&key))) {
-            (Some(known), _) => (known.symbol, known.side, known.qty),
-            (None, Some(leg)) => (leg.symbol, leg.side, qty),
+        // A leg's own holding is the most current figure: it counts each fill as it comes,
+        // while the broker's position change for that fill may still be on its way.
+        let (symbol, side, held) = match (leg.and_then(|key| self.legs.get(&key)), self.positions.get(&position)) {
+            (Some(leg), _) => (leg.symbol, leg.side, leg.held(position)),
+            (None, Some(known)) => (known.symbol, known.side, known.qty),
             (None, None) => return,
         };
         let in_flight = self.in_flight(|e| e.order.request.intent == OrderIntent::Close { position });

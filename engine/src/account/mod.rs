@@ -288,6 +288,19 @@ pub enum AuditEvent {
         /// What it said.
         reason: String,
     },
+    /// Reconciliation found no trace of it at the broker: it never got there (the engine
+    /// stopped before sending it). Finished, nothing to undo.
+    NeverSent {
+        /// The order.
+        client_id: ClientOrderId,
+    },
+    /// A close that never reached the broker (the engine stopped first) was sent again.
+    Resent {
+        /// The order (same id: the broker never saw it).
+        client_id: ClientOrderId,
+        /// Quantity.
+        qty: Qty,
+    },
     /// Not known whether the broker got it; kept in flight for reconciliation.
     OutcomeUnknown {
         /// The order.
@@ -514,6 +527,25 @@ impl std::fmt::Debug for AccountActor {
     }
 }
 
+/// One copy leg as seen from outside: which leader position it copies and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CopyView {
+    /// The leader or source.
+    pub origin: Origin,
+    /// The leader position.
+    pub leader: LeaderRef,
+    /// The follower's symbol.
+    pub symbol: Symbol,
+    /// The copy's side.
+    pub side: Side,
+    /// Quantity held, per position (`None`: a netting account's contribution to its net).
+    pub held: Vec<(Option<PositionId>, Qty)>,
+    /// Opens still working.
+    pub working: usize,
+    /// Whatever still fills is closed (the leader closed while the open was in flight).
+    pub close_on_fill: bool,
+}
+
 /// A read-only summary of an actor, for status displays and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountSummary {
@@ -620,6 +652,26 @@ impl AccountActor {
         let mut positions: Vec<Position> = self.positions.values().copied().collect();
         positions.sort_by_key(|p| p.id);
         positions
+    }
+
+    /// Every copy leg, ordered by origin and leader position.
+    pub fn copies(&self) -> Vec<CopyView> {
+        self.legs
+            .keys_of_all()
+            .into_iter()
+            .filter_map(|key| {
+                let leg = self.legs.get(&key)?;
+                Some(CopyView {
+                    origin: key.0,
+                    leader: key.1,
+                    symbol: leg.symbol,
+                    side: leg.side,
+                    held: leg.positions.iter().map(|(id, qty)| ((*id != NET).then_some(*id), *qty)).collect(),
+                    working: leg.working.len(),
+                    close_on_fill: leg.close_on_fill,
+                })
+            })
+            .collect()
     }
 
     /// Handles one input, appending actions to `out`.

@@ -161,13 +161,22 @@ impl AccountActor {
             match lookups.found.iter().find(|l| l.client_id == client_id) {
                 // Sent since the lookup was asked for: its answer is on its way.
                 None if matches!(status, OrderStatus::Created | OrderStatus::Submitted) => {}
+                // A close that never reached the broker: the decision to close stands, so it
+                // is sent again under the same id (which the broker has never seen).
+                None if status == OrderStatus::InFlightUnknown
+                    && matches!(self.orders.get(&client_id).map(|e| e.purpose), Some(Purpose::Close(_))) =>
+                {
+                    let drift = Drift::OrderResolved { client_id, state: None, filled: Qty::ZERO };
+                    audit(out, Some(client_id.signal), AuditEvent::Drift { drift });
+                    self.resend(client_id, out);
+                }
                 None => {
                     // Never accepted: the order did not reach the broker (a working order the
                     // broker has forgotten counts as cancelled).
                     let kind = match status {
                         OrderStatus::InFlightUnknown => {
                             let reason = mirror_connector::RejectReason::new(
-                                mirror_connector::RejectCode::NotFound,
+                                mirror_connector::RejectCode::NeverReceived,
                                 "the broker has no record of this order",
                             );
                             OrderReportKind::Rejected(reason)
@@ -186,6 +195,21 @@ impl AccountActor {
                 }
             }
         }
+    }
+
+    /// Sends again an order that never reached the broker, under its own id.
+    fn resend(&mut self, client_id: ClientOrderId, out: &mut Vec<Action>) {
+        let Some(entry) = self.orders.remove(&client_id) else { return };
+        let request = entry.order.request;
+        self.register(request, entry.purpose, entry.signal_t_in);
+        let command = match request.intent {
+            OrderIntent::Close { position } => {
+                Command::Close(CloseRequest { client_id, position, symbol: request.symbol, qty: request.qty })
+            }
+            OrderIntent::Open => Command::Place(request),
+        };
+        out.push(Action::Send { command, signal_t_in: entry.signal_t_in });
+        audit(out, Some(client_id.signal), AuditEvent::Resent { client_id, qty: request.qty });
     }
 
     /// Applies what a lookup says happened and this account had not heard of.
@@ -273,6 +297,10 @@ impl AccountActor {
     /// Compares the copies with the broker's positions, cutting what the broker closed or
     /// shrank by itself and reporting what no copy explains.
     fn drift_against(&mut self, truth: &FxHashMap<PositionId, Position>, out: &mut Vec<Action>) {
+        if self.inbound.is_empty() {
+            // A pure leader: its positions are its own, there are no copies to check.
+            return;
+        }
         let keys = self.legs.keys_of_all();
         match self.mode {
             AccountMode::Hedging => {
@@ -461,6 +489,10 @@ impl AccountActor {
             for key in self.legs.keys_of(origin, None) {
                 let Some(leg) = self.legs.get(&key) else { continue };
                 if leaders.contains(&key.1) || !leg.working.is_empty() || leg.positions.is_empty() {
+                    continue;
+                }
+                // Already being closed (the leader's close arrived before this book).
+                if self.in_flight(|e| e.purpose == Purpose::Close(Some(key))) >= leg.open_qty() {
                     continue;
                 }
                 let drift = Drift::Orphan {

@@ -882,3 +882,70 @@ fn a_restored_actor_continues_exactly_where_the_snapshot_was_taken() {
     let next = signal(6, open(10, Side::Buy, "1"));
     assert_eq!(feed_signal(&mut original, &next), feed_signal(&mut restored, &next));
 }
+
+#[test]
+fn every_fill_a_lookup_finds_for_an_open_the_leader_closed_meanwhile_is_closed() {
+    let mut actor = actor(LinkRules::default());
+    let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "0.08")));
+    let Command::Place(request) = commands(&out)[0] else { panic!() };
+    feed(&mut actor, Input::Control(Control::Restarted));
+    // The leader closed while the open's outcome was unknown: each fill must be closed.
+    feed_signal(&mut actor, &signal(2, SignalAction::Close { leader: LeaderRef(7) }));
+    let found = OrderLookup {
+        client_id: request.client_id,
+        broker_id: BrokerOrderId(40),
+        state: LookupState::Filled,
+        qty: q("0.08"),
+        fills: vec![
+            Fill { qty: q("0.04"), price: p("1.085"), position: PositionId(70) },
+            Fill { qty: q("0.04"), price: p("1.086"), position: PositionId(70) },
+        ],
+    };
+    let out =
+        feed(&mut actor, Input::Lookups(Box::new(Lookups { asked: vec![request.client_id], found: vec![found] })));
+    let closed: Qty = commands(&out)
+        .iter()
+        .map(|c| match c {
+            Command::Close(close) => close.qty,
+            other => panic!("unexpected {other:?}"),
+        })
+        .fold(Qty::ZERO, |sum, qty| sum + qty);
+    assert_eq!(closed, q("0.08"), "{out:?}");
+}
+
+#[test]
+fn each_partial_fill_of_an_open_the_leader_already_closed_is_closed_as_it_comes() {
+    let mut actor = actor(LinkRules::default());
+    let out = feed_signal(&mut actor, &signal(1, open(7, Side::Buy, "0.08")));
+    let Command::Place(request) = commands(&out)[0] else { panic!() };
+    feed_signal(&mut actor, &signal(2, SignalAction::Close { leader: LeaderRef(7) }));
+    let mut closed = Qty::ZERO;
+    // Fill, then its position change; the second fill comes before the position shows it.
+    for (fill_qty, position_qty, change) in
+        [("0.04", "0.04", PositionChange::Opened), ("0.04", "0.08", PositionChange::Increased { added: q("0.04") })]
+    {
+        for command in commands(&feed(&mut actor, fill(request.client_id, fill_qty, "1.085", 70))) {
+            let Command::Close(close) = command else { panic!("unexpected {command:?}") };
+            closed += close.qty;
+        }
+        feed(&mut actor, position_event(70, Side::Buy, position_qty, change));
+    }
+    assert_eq!(closed, q("0.08"));
+}
+
+#[test]
+fn a_close_that_never_reached_the_broker_is_sent_again_under_its_own_id() {
+    let mut actor = actor(LinkRules::default());
+    opened(&mut actor, "2");
+    let out = feed_signal(&mut actor, &signal(2, SignalAction::Close { leader: LeaderRef(7) }));
+    let [Command::Close(close)] = commands(&out)[..] else { panic!("{out:?}") };
+    feed(&mut actor, Input::Control(Control::Restarted));
+    let lookups = Lookups { asked: vec![close.client_id], found: Vec::new() };
+    let out = feed(&mut actor, Input::Lookups(Box::new(lookups)));
+    assert_eq!(commands(&out), vec![Command::Close(close)], "the same close, same id: {out:?}");
+    assert_eq!(actor.live_order_ids(), Vec::<ClientOrderId>::new(), "on its way again, not looked up");
+    // It executes this time: the copy is gone.
+    feed(&mut actor, fill(close.client_id, "2", "1.086", 70));
+    feed(&mut actor, position_event(70, Side::Buy, "2", PositionChange::Closed { closed: q("2") }));
+    assert_eq!((actor.summary().legs, actor.summary().positions), (0, 0));
+}

@@ -272,6 +272,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         snapshot_inputs: storage.snapshot_every_inputs.max(1),
         snapshot_interval: Duration::from_millis(storage.snapshot_interval_ms),
         signal_retention: Duration::from_secs(storage.signal_retention_hours.saturating_mul(3_600)),
+        compact: storage.compact,
         ..JournalSettings::in_dir(PathBuf::from(&storage.dir).join("journal"))
     });
     let digest = {

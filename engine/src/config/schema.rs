@@ -134,6 +134,9 @@ pub struct StorageSection {
     pub snapshot_interval_ms: u64,
     /// Keep signals at least this long, hours.
     pub signal_retention_hours: u64,
+    /// Drop journal entries once snapshots and Postgres no longer need them (false: keep
+    /// the whole log, for audits; it grows without bound).
+    pub compact: bool,
 }
 
 impl Default for StorageSection {
@@ -145,6 +148,7 @@ impl Default for StorageSection {
             snapshot_every_inputs: 10_000,
             snapshot_interval_ms: 30_000,
             signal_retention_hours: 168,
+            compact: true,
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct JournalSettings {
     pub snapshot_interval: Duration,
     /// Entries waiting for the writer before appenders wait (back-pressure, never a drop).
     pub queue_capacity: usize,
+    /// Drop log entries no longer needed (off: keep the whole log, for audits).
+    pub compact: bool,
     /// How often the log is compacted.
     pub compact_interval: Duration,
     /// Signals are kept at least this long (for audits and late replays).
@@ -87,6 +89,7 @@ impl JournalSettings {
             snapshot_inputs: 10_000,
             snapshot_interval: Duration::from_secs(30),
             queue_capacity: 65_536,
+            compact: true,
             compact_interval: Duration::from_secs(10),
             signal_retention: Duration::from_secs(7 * 24 * 3_600),
             consumers: Vec::new(),

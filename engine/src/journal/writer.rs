@@ -278,6 +278,9 @@ impl Writer {
             self.fail(&error);
             return;
         }
+        if !self.inner.settings.compact {
+            return;
+        }
         let Some(cut) = self.cut() else { return };
         if cut <= self.compacted_below {
             return;

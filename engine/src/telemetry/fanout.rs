@@ -296,6 +296,12 @@ fn log_audit(record: &AuditRecord, names: &FxHashMap<AccountId, Arc<str>>) {
         AuditEvent::Rejected { client_id, reason } => {
             tracing::warn!(seq, account, signal, %client_id, reason, "rejected by the broker")
         }
+        AuditEvent::Resent { client_id, qty } => {
+            tracing::info!(seq, account, signal, %client_id, %qty, "a close that never reached the broker, sent again")
+        }
+        AuditEvent::NeverSent { client_id } => {
+            tracing::info!(seq, account, signal, %client_id, "never reached the broker (the engine stopped first)")
+        }
         AuditEvent::OutcomeUnknown { client_id, error } => {
             tracing::warn!(seq, account, signal, %client_id, error, "outcome unknown; kept in flight")
         }
