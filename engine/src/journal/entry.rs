@@ -71,6 +71,9 @@ pub struct Deliveries {
 pub struct ShardEntry {
     /// The shard.
     pub shard: u16,
+    /// When the shard finished the message (wall clock, Unix ms).
+    #[serde(default)]
+    pub unix_ms: i64,
     /// The fan-out this message carried, if any (it completes one part of that signal).
     pub deliveries: Option<Deliveries>,
     /// Every other input, in the order taken.

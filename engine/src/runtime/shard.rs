@@ -249,6 +249,7 @@ impl Shard {
         if let (Some(journal), Some(seq)) = (&self.shared.journal, self.entry_seq.take()) {
             let mut entry = std::mem::take(&mut self.entry);
             entry.shard = u16::try_from(self.index).unwrap_or(u16::MAX);
+            entry.unix_ms = self.shared.clock.now().unix_ms;
             for signal in &routed {
                 if let Some(shared) = &signal.shared {
                     let (id, bytes) = (shared.view().id, shared.as_bytes().to_vec());
