@@ -10,7 +10,10 @@
 //! - the floor: a trigger through a flume mailbox to a thread on core 1 that makes as many
 //!   raw `try_send`s of a 16-byte struct into bounded flume queues as there are followers;
 //! - the same engine with an owned clone of the signal per follower instead of the shared
-//!   archived bytes.
+//!   archived bytes;
+//! - the same engine with the intent journal on (sled on this machine's disk, write-ahead):
+//!   the fan-out itself, then two durability figures: the source's acknowledgement (its
+//!   signal on disk) and the release of the orders to the brokers (their inputs on disk).
 //!
 //! `cargo bench -p mirror-benches` (env: `MIRROR_BENCH_ITERATIONS`, default 5000;
 //! `MIRROR_BENCH_FOLLOWERS`, default `1,10,100,1000`).
@@ -19,12 +22,14 @@
 #![allow(clippy::print_stdout, clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mirror_connector::{ConnectorError, RejectCode, RejectReason};
 use mirror_engine::account::{AccountSetup, Command, Outcome, RiskLimits};
 use mirror_engine::clock::{Clock, SystemClock};
+use mirror_engine::journal::{Journal, JournalSettings};
 use mirror_engine::router::LinkSpec;
 use mirror_engine::runtime::{CorePlan, EngineBuilder, FanoutEncoding, OwnedInput, RuntimeSettings, SignalIds};
 use mirror_engine::telemetry::{Stats, spawn_telemetry};
@@ -126,7 +131,35 @@ fn core_plan() -> &'static CorePlan {
     PLAN.get_or_init(|| CorePlan::new(&RuntimeSettings { shards: 1, pin_cores: true, ..RuntimeSettings::default() }))
 }
 
-fn engine_run(followers: usize, encoding: FanoutEncoding, spin: u32, iterations: usize) -> Histogram<u64> {
+/// What one engine run measured: the fan-out, and with a journal the durability figures.
+struct EngineRun {
+    fanout: Histogram<u64>,
+    /// `submit` call → returned (the source's acknowledgement, once its signal is durable).
+    ack: Option<Histogram<u64>>,
+    /// Signal accepted → every order's input durable (the orders may go to the brokers).
+    release: Option<Histogram<u64>>,
+}
+
+/// A fresh journal directory for one run, removed when dropped.
+struct JournalDir(std::path::PathBuf);
+
+impl JournalDir {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("mirror-bench-journal-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+}
+
+impl Drop for JournalDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn engine_run(followers: usize, encoding: FanoutEncoding, spin: u32, journal: bool, iterations: usize) -> EngineRun {
     let source = Origin::Source(SourceId(1));
     let (observer, done) = flume::bounded(1024);
     let stats = Stats::new();
@@ -150,6 +183,13 @@ fn engine_run(followers: usize, encoding: FanoutEncoding, spin: u32, iterations:
         .signal_ids(SignalIds::starting_at(1))
         .core_plan(plan.clone())
         .source(source, [Symbol::new("EURUSD").unwrap()]);
+    let dir = JournalDir::new();
+    let mut durable_journal = None;
+    if journal {
+        let (opened, recovery) = Journal::open(JournalSettings::in_dir(&dir.0)).expect("journal opens");
+        durable_journal = Some(opened.clone());
+        builder = builder.journal(opened, recovery);
+    }
     for index in 0..followers {
         let id = AccountId(index as u32 + 10);
         builder = builder.account(follower(index, Vec::new())).link(LinkSpec {
@@ -164,15 +204,39 @@ fn engine_run(followers: usize, encoding: FanoutEncoding, spin: u32, iterations:
     let handle = engine.handle();
     let mailboxes: Vec<_> = queues.iter().map(|(id, _)| handle.mailbox(*id).unwrap()).collect();
     let mut latencies = histogram();
+    let (mut acks, mut releases) = (histogram(), histogram());
+    let mut pending = Vec::with_capacity(followers);
     let refusal = ConnectorError::Rejected(RejectReason::new(RejectCode::Other, "benchmark"));
     for iteration in 0..WARMUP + iterations {
+        let submitted = Instant::now();
         handle.submit(source, signal(iteration as u64), None, "benchmark signal").expect("valid signal");
+        let acknowledged = submitted.elapsed();
         let report = done.recv().expect("shard reports");
         assert_eq!(report.orders as usize, followers, "every follower must order");
+        // Write-ahead: the orders go to the brokers once their inputs are on disk.
+        let mut durable_after = 0;
+        for (index, (_, queue)) in queues.iter().enumerate() {
+            for queued in queue.drain() {
+                durable_after = durable_after.max(queued.durable_after);
+                if let Command::Place(request) = queued.command {
+                    let outcome = Outcome::Order { client_id: request.client_id, result: Err(refusal.clone()) };
+                    pending.push((index, outcome));
+                }
+            }
+        }
+        if let Some(journal) = &durable_journal {
+            journal.wait_durable(durable_after, Duration::from_secs(10)).expect("durable");
+        }
+        let released = handle.clock().now().mono_ns;
         if iteration >= WARMUP {
             latencies.record(report.done_mono_ns - report.accepted_mono_ns).unwrap();
+            acks.record(acknowledged.as_nanos() as u64).unwrap();
+            releases.record(released - report.accepted_mono_ns).unwrap();
         }
         // Untimed: refuse every order so the actors forget it, then wait for the shard.
+        for (index, outcome) in pending.drain(..) {
+            mailboxes[index].send_blocking(OwnedInput::Outcome(outcome)).unwrap();
+        }
         for ((_, queue), mailbox) in queues.iter().zip(&mailboxes) {
             while let Ok(queued) = queue.try_recv() {
                 if let Command::Place(request) = queued.command {
@@ -184,8 +248,11 @@ fn engine_run(followers: usize, encoding: FanoutEncoding, spin: u32, iterations:
         handle.accounts().expect("barrier");
     }
     engine.shutdown();
+    if let Some(journal) = durable_journal {
+        journal.close();
+    }
     telemetry.stop();
-    latencies
+    EngineRun { fanout: latencies, ack: journal.then_some(acks), release: journal.then_some(releases) }
 }
 
 #[derive(Clone, Copy)]
@@ -376,12 +443,15 @@ fn main() {
         cpu_model(),
         core_count
     );
-    let variants: &[(&str, Option<(FanoutEncoding, u32)>)] = &[
+    let variants: &[(&str, Option<(FanoutEncoding, u32, bool)>)] = &[
         ("floor: raw flume sends", None),
-        ("engine, rkyv zero-copy", Some((FanoutEncoding::Archived, u32::MAX))),
-        ("engine, owned clone each", Some((FanoutEncoding::ClonedOwned, u32::MAX))),
-        ("engine, shard parks", Some((FanoutEncoding::Archived, 0))),
+        ("engine, rkyv zero-copy", Some((FanoutEncoding::Archived, u32::MAX, false))),
+        ("engine, owned clone each", Some((FanoutEncoding::ClonedOwned, u32::MAX, false))),
+        ("engine, shard parks", Some((FanoutEncoding::Archived, 0, false))),
+        ("engine + journal", Some((FanoutEncoding::Archived, u32::MAX, true))),
     ];
+    // With the journal: the source's acknowledgement and the orders' release, per row.
+    let mut durability: Vec<(Series, Series)> = counts.iter().map(|_| (Series::new(), Series::new())).collect();
     let mut results: Vec<Vec<Series>> =
         counts.iter().map(|_| variants.iter().map(|_| Series::new()).collect()).collect();
     let mut alone = Series::new();
@@ -389,12 +459,19 @@ fn main() {
         for (row_index, followers) in counts.iter().enumerate() {
             for (variant_index, (_, engine)) in variants.iter().enumerate() {
                 // Parking is measured at 100 followers only: it costs the same wake-up at any size.
-                if matches!(engine, Some((_, 0))) && *followers != 100 {
+                if matches!(engine, Some((_, 0, _))) && *followers != 100 {
                     continue;
                 }
                 let histogram = match engine {
                     None => floor_run(*followers, iterations),
-                    Some((encoding, spin)) => engine_run(*followers, *encoding, *spin, iterations),
+                    Some((encoding, spin, journal)) => {
+                        let run = engine_run(*followers, *encoding, *spin, *journal, iterations);
+                        if let (Some(ack), Some(release)) = (&run.ack, &run.release) {
+                            durability[row_index].0.add(ack);
+                            durability[row_index].1.add(release);
+                        }
+                        run.fanout
+                    }
                 };
                 results[row_index][variant_index].add(&histogram);
             }
@@ -417,6 +494,26 @@ fn main() {
                 row(*followers, name, series, floor);
             }
         }
+    }
+    println!(
+        "\nWith the journal (sled, group commit, write-ahead), beside the fan-out above:\n\n\
+         | followers | source acknowledged (signal durable) p50 / p99 / p99.9 | orders released to brokers (inputs durable) p50 / p99 / p99.9 |\n\
+         |------:|------------------------------|------------------------------|"
+    );
+    for (row_index, followers) in counts.iter().enumerate() {
+        let (ack, release) = (&durability[row_index].0.merged, &durability[row_index].1.merged);
+        if ack.is_empty() {
+            continue;
+        }
+        let three = |h: &Histogram<u64>| {
+            format!(
+                "{} / {} / {}",
+                micros(h.value_at_quantile(0.5)),
+                micros(h.value_at_quantile(0.99)),
+                micros(h.value_at_quantile(0.999))
+            )
+        };
+        println!("| {followers:>5} | {:<28} | {:<28} |", three(ack), three(release));
     }
     if !alone.medians.is_empty() {
         println!(
