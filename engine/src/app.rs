@@ -21,7 +21,12 @@ use crate::connectors::{AccountWiring, boot, reconcile_all, spawn_account_tasks}
 use crate::journal::{AdminAction, AdminRecord, Journal, JournalSettings, Recovery};
 use crate::router::LinkSpec;
 use crate::runtime::{AccountView, ControlScope, CorePlan, Engine, EngineBuilder, EngineHandle};
-use crate::telemetry::{FanoutDone, Stats, StatusLine, TelemetryHandle, spawn_telemetry};
+use crate::secrets::{CredentialRef, MasterKey, Secret, SecretStore};
+use crate::store::{PG_CONSUMER, PgSettings, PgStatus, PgWriter, spawn_pg_writer};
+use crate::telemetry::{FanoutDone, PostgresGauge, Stats, StatusLine, TelemetryHandle, spawn_telemetry};
+
+/// Longest a stop waits for the Postgres writer to write what the journal holds.
+const POSTGRES_DRAIN: Duration = Duration::from_secs(10);
 
 /// Options for starting.
 #[derive(Debug, Default)]
@@ -34,6 +39,8 @@ pub struct StartOptions {
     pub clock: Option<Arc<dyn Clock>>,
     /// Also report fan-out completions here.
     pub observer: Option<flume::Sender<FanoutDone>>,
+    /// Write the system of record to Postgres (from `DATABASE_URL`); needs the journal.
+    pub postgres: Option<PgSettings>,
 }
 
 /// A running Mirror.
@@ -46,6 +53,7 @@ pub struct Running {
     broker: Option<SimBroker>,
     telemetry: Option<TelemetryHandle>,
     journal: Option<Journal>,
+    postgres: Option<PgWriter>,
     reconciliation: Option<JoinHandle<()>>,
     connector_tasks: Vec<JoinHandle<()>>,
     feed_tasks: Vec<JoinHandle<()>>,
@@ -54,8 +62,33 @@ pub struct Running {
     started: std::time::Instant,
 }
 
+/// Reads every account's credentials from where the configuration points: the encrypted store
+/// (opened only if an account needs it) or the environment. Errors name the account and the
+/// reference, never a value.
+fn resolve_credentials(resolved: &Resolved) -> anyhow::Result<FxHashMap<AccountId, Secret>> {
+    let needs_store = resolved.accounts.iter().any(|a| matches!(a.credentials, Some(CredentialRef::Secret(_))));
+    let store = if needs_store {
+        let path = resolved.secrets.clone().unwrap_or_else(crate::secrets::cli::default_store_path);
+        let key = MasterKey::from_env().context("the master key of the secrets store")?;
+        Some(SecretStore::open(&path, &key).with_context(|| format!("opening the secrets store {}", path.display()))?)
+    } else {
+        None
+    };
+    let mut credentials = FxHashMap::default();
+    for account in &resolved.accounts {
+        if let Some(reference) = &account.credentials {
+            let secret = reference
+                .resolve(store.as_ref())
+                .with_context(|| format!("account {}: credentials {reference}", account.name))?;
+            credentials.insert(account.id, secret);
+        }
+    }
+    Ok(credentials)
+}
+
 /// Starts everything a configuration describes.
 pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result<Running> {
+    let mut credentials = resolve_credentials(resolved)?;
     // The simulated broker runs here, or in another process (whose state outlives ours).
     let broker = resolved.sim_remote.is_none().then(|| SimBroker::new(resolved.sim.clone(), resolved.markets.clone()));
     let mut connectors: Vec<(AccountId, Arc<str>, Arc<dyn Connector>)> = Vec::new();
@@ -80,6 +113,7 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
             }
             (None, Some(remote)) => Arc::new(RemoteSimConnector::new(RemoteSimConfig {
                 request_timeout: resolved.connector.call_timeout,
+                password: credentials.remove(&account.id).map(|secret| secret.expose().to_owned()),
                 ..RemoteSimConfig::new(remote.clone(), account.name.clone())
             })),
             (None, None) => unreachable!("a broker or an address"),
@@ -105,9 +139,18 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
         CorePlan::new(&resolved.runtime),
     );
     let mut builder = EngineBuilder::new(resolved.runtime.clone()).stats(stats).telemetry(telemetry.sink());
+    anyhow::ensure!(
+        options.postgres.is_none() || resolved.journal.is_some(),
+        "DATABASE_URL is set but the journal is off ([storage] journal = false): the Postgres writer is fed from \
+         the journal"
+    );
     let journal = match &resolved.journal {
         Some(settings) => {
-            let settings = settings.clone();
+            let mut settings = settings.clone();
+            // Compaction waits for the writer's checkpoint: an outage costs disk, never a row.
+            if options.postgres.is_some() && !settings.consumers.iter().any(|c| c == PG_CONSUMER) {
+                settings.consumers.push(PG_CONSUMER.to_owned());
+            }
             let fresh = resolved.sim_remote.is_none();
             Some(tokio::task::spawn_blocking(move || open_journal(settings, fresh)).await??)
         }
@@ -198,6 +241,12 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
         tokio::spawn(async move { reconcile_all(&handle, to_reconcile, timeout).await })
     };
 
+    // After the configuration record, so the writer's first batch names the accounts.
+    let postgres = match (options.postgres, &journal_handle) {
+        (Some(settings), Some(journal)) => Some(spawn_pg_writer(journal.clone(), settings)),
+        _ => None,
+    };
+
     let mut feed_tasks = Vec::new();
     if options.ticker
         && let Some(ticker) = broker.as_ref().and_then(SimBroker::start_ticker)
@@ -219,6 +268,7 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
         broker,
         telemetry: Some(telemetry),
         journal: journal_handle,
+        postgres,
         reconciliation: Some(reconciliation),
         connector_tasks,
         feed_tasks,
@@ -264,6 +314,7 @@ impl Running {
             connected: (views.iter().filter(|v| v.summary.connected).count(), views.len()),
             restricted: views.iter().filter(|v| v.summary.mode != crate::account::RiskMode::Normal).count(),
             uptime_s: self.started.elapsed().as_secs(),
+            postgres: self.postgres().map(|status| PostgresGauge { connected: status.connected, behind: status.lag() }),
         }
     }
 
@@ -285,6 +336,11 @@ impl Running {
     /// The journal, when there is one.
     pub fn journal(&self) -> Option<&Journal> {
         self.journal.as_ref()
+    }
+
+    /// Where the Postgres writer stands, when `DATABASE_URL` turned it on.
+    pub fn postgres(&self) -> Option<PgStatus> {
+        self.postgres.as_ref().map(PgWriter::status)
     }
 
     /// Every account as the engine sees it.
@@ -322,7 +378,9 @@ impl Running {
 
     /// Halts the feeds ([`Running::halt_feeds`]), then stops the connector tasks, the shards
     /// and telemetry.
-    pub async fn stop(mut self) {
+    ///
+    /// Returns where the Postgres writer ended, when there was one.
+    pub async fn stop(mut self) -> Option<PgStatus> {
         // Stopping telemetry needs no sender to be gone: it stops on a message, after
         // everything queued before it.
         self.halt_feeds().await;
@@ -335,11 +393,37 @@ impl Running {
         if let Some(engine) = self.engine.take() {
             let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
         }
+        // Everything the engine journaled is durable now; Postgres gets it before the journal
+        // closes, or (if it is down) on the next start.
+        let postgres = match self.postgres.take() {
+            Some(writer) => {
+                if let Some(journal) = self.journal.clone() {
+                    let _ = tokio::task::spawn_blocking(move || {
+                        journal.wait_durable(journal.last_reserved(), POSTGRES_DRAIN)
+                    })
+                    .await;
+                }
+                Some(writer.stop(POSTGRES_DRAIN).await)
+            }
+            None => None,
+        };
+        if let Some(status) = &postgres {
+            if status.lag() == 0 {
+                tracing::info!(checkpoint = status.checkpoint, rows = status.rows_written, "Postgres is up to date");
+            } else {
+                tracing::warn!(
+                    checkpoint = status.checkpoint,
+                    behind = status.lag(),
+                    "Postgres is behind the journal; the writer catches up on the next start"
+                );
+            }
+        }
         if let Some(journal) = self.journal.take() {
             let _ = tokio::task::spawn_blocking(move || journal.close()).await;
         }
         if let Some(telemetry) = self.telemetry.take() {
             let _ = tokio::task::spawn_blocking(move || telemetry.stop()).await;
         }
+        postgres
     }
 }

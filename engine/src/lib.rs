@@ -18,6 +18,7 @@ pub mod replay;
 pub mod router;
 pub mod runtime;
 pub mod secrets;
+pub mod store;
 pub mod telemetry;
 
 /// A link of the copy map (leader or source → follower), numbered when the map is built.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use mirror_engine::app::{StartOptions, start};
 use mirror_engine::config;
+use mirror_engine::store::PgSettings;
 use mirror_engine::telemetry::{Console, init_logging};
 
 #[global_allocator]
@@ -115,8 +116,10 @@ fn run(path: &std::path::Path, duration: Option<Duration>) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let postgres = PgSettings::from_env()?;
         let mut running =
-            start(&resolved, StartOptions { ticker: true, autotrade: true, ..StartOptions::default() }).await?;
+            start(&resolved, StartOptions { ticker: true, autotrade: true, postgres, ..StartOptions::default() })
+                .await?;
         let accounts = running.accounts().await;
         tracing::info!(
             config = %path.display(),

@@ -137,6 +137,8 @@ struct Account {
     /// The epoch of the session that is up, or 0 when none is: how a network session learns
     /// that the broker cut it (`cut_session`, a consumer a whole stream behind).
     link: tokio::sync::watch::Sender<u64>,
+    /// A login password (network sessions only), when set.
+    password: Option<String>,
     instruments: BTreeMap<Symbol, SimInstrument>,
     book: PositionBook,
     working: BTreeMap<BrokerOrderId, Working>,
@@ -525,6 +527,7 @@ impl SimBroker {
                 connected: false,
                 epoch: 0,
                 link: tokio::sync::watch::Sender::new(0),
+                password: None,
                 instruments,
                 book: PositionBook::new(config.mode),
                 working: BTreeMap::new(),
@@ -665,6 +668,23 @@ impl SimBroker {
         {
             found.go_down();
         }
+    }
+
+    /// Requires this password for network sessions of an account (`None`: no password).
+    pub fn set_password(&self, account: &str, password: Option<&str>) -> Result<(), SimError> {
+        let mut state = self.lock();
+        let found = state.accounts.get_mut(account).ok_or_else(|| SimError::UnknownAccount(account.to_owned()))?;
+        found.password = password.map(str::to_owned);
+        Ok(())
+    }
+
+    /// Whether `given` opens a network session of the account.
+    pub(crate) fn password_matches(&self, account: &str, given: Option<&str>) -> bool {
+        let state = self.lock();
+        state.accounts.get(account).is_some_and(|found| match &found.password {
+            None => true,
+            Some(expected) => given.is_some_and(|given| given.as_bytes() == expected.as_bytes()),
+        })
     }
 
     pub(crate) fn session_info(&self, account: &str) -> Result<(String, AccountMode), ConnectorError> {

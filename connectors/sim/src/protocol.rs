@@ -41,8 +41,7 @@ pub(crate) const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 pub(crate) struct Login {
     /// The account's name at the simulated broker.
     pub(crate) account: String,
-    /// A password. The simulated accounts have none, so it is not checked; the server's
-    /// `authenticate` is where a check would go.
+    /// The account's password, when it has one.
     pub(crate) password: Option<String>,
     /// The client's [`PROTOCOL_VERSION`].
     pub(crate) protocol: u32,

@@ -295,8 +295,8 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Decides whether a login may open a session. The simulated accounts have no passwords, so
-/// the password is not checked; this is where a check would go.
+/// Decides whether a login may open a session: the protocol, the account, and its password
+/// when the account has one (never repeated in the refusal).
 fn authenticate(broker: &SimBroker, login: &Login) -> Result<(), ConnectorError> {
     if login.protocol != PROTOCOL_VERSION {
         return Err(ConnectorError::Protocol(format!(
@@ -306,6 +306,9 @@ fn authenticate(broker: &SimBroker, login: &Login) -> Result<(), ConnectorError>
     }
     if !broker.account_names().contains(&login.account) {
         return Err(ConnectorError::Auth(format!("the simulated broker has no account `{}`", login.account)));
+    }
+    if !broker.password_matches(&login.account, login.password.as_deref()) {
+        return Err(ConnectorError::Auth(format!("wrong or missing password for `{}`", login.account)));
     }
     Ok(())
 }

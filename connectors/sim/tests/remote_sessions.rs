@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{HEDGING, buy, client, connected, eventually, expect_event, serve};
 use mirror_connector::{ConnectionState, Connector, ConnectorError, ConnectorEvent, OrderReportKind};
-use mirror_connector_sim::SimConfig;
+use mirror_connector_sim::{RemoteSimConfig, RemoteSimConnector, SimConfig};
 
 const WAIT: Duration = Duration::from_secs(5);
 /// How fast a call must fail when there is no connection (no network wait at all).
@@ -62,6 +62,29 @@ async fn an_unknown_account_is_refused_as_an_authentication_failure() {
         other => panic!("expected an Auth refusal, got {other:?}"),
     }
     assert_fails_fast_not_connected(&connector).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_with_a_password_refuses_a_wrong_or_missing_one_without_repeating_it() {
+    let (broker, server) = serve(SimConfig::default()).await;
+    broker.set_password(HEDGING, Some("s3cret-Pa55")).unwrap();
+    for given in [None, Some("guess")] {
+        let connector = RemoteSimConnector::new(RemoteSimConfig {
+            password: given.map(str::to_owned),
+            ..RemoteSimConfig::new(server.local_addr().to_string(), HEDGING)
+        });
+        match connector.connect().await {
+            Err(error @ ConnectorError::Auth(_)) => {
+                assert!(!error.to_string().contains("guess") && !error.to_string().contains("s3cret"), "{error}");
+            }
+            other => panic!("expected an Auth refusal, got {other:?}"),
+        }
+    }
+    let connector = RemoteSimConnector::new(RemoteSimConfig {
+        password: Some("s3cret-Pa55".into()),
+        ..RemoteSimConfig::new(server.local_addr().to_string(), HEDGING)
+    });
+    connected(&connector).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

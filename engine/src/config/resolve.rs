@@ -41,6 +41,8 @@ pub struct Resolved {
     pub journal: Option<JournalSettings>,
     /// SHA-256 of the files' text, hex (for the audit log).
     pub digest: String,
+    /// The encrypted secrets file named by `[engine] secrets`, if any.
+    pub secrets: Option<PathBuf>,
     /// Simulated markets (one per catalog instrument).
     pub markets: Vec<SimMarket>,
     /// The catalog, by canonical symbol.
@@ -76,6 +78,8 @@ pub struct ResolvedAccount {
     pub instruments: Vec<SimInstrument>,
     /// Trades on its own.
     pub autotrade: Option<(AutoTraderConfig, u64)>,
+    /// Its broker credentials, by reference.
+    pub credentials: Option<crate::secrets::CredentialRef>,
     /// Starts paused.
     pub paused: bool,
 }
@@ -518,6 +522,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         sim_remote: sim_section.remote.clone(),
         journal,
         digest,
+        secrets: engine.secrets.clone(),
         markets,
         catalog,
         accounts,
@@ -760,6 +765,7 @@ fn resolve_account(
         instruments,
         autotrade,
         paused: entry.paused,
+        credentials: entry.credentials.clone(),
     })
 }
 

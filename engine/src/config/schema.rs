@@ -56,6 +56,9 @@ pub struct EngineSection {
     pub day_start_utc_hour: u8,
     /// How signals travel to followers.
     pub encoding: FanoutEncoding,
+    /// The encrypted secrets file (default: `$MIRROR_SECRETS`, else `config/secrets.enc.toml`);
+    /// its master key comes from `MIRROR_MASTER_KEY` or `MIRROR_MASTER_KEY_FILE`.
+    pub secrets: Option<std::path::PathBuf>,
     /// Longest wait for one connector call, ms.
     pub call_timeout_ms: u64,
     /// Status line refresh, ms.
@@ -73,6 +76,7 @@ impl Default for EngineSection {
             pin_cores: runtime.pin_cores,
             day_start_utc_hour: runtime.day_start_utc_hour,
             encoding: runtime.encoding,
+            secrets: None,
             call_timeout_ms: 5_000,
             status_interval_ms: 1_000,
         }
@@ -288,6 +292,10 @@ pub struct AccountEntry {
     /// Start paused (no new opens copied to it).
     #[serde(default)]
     pub paused: bool,
+    /// The broker login's password or API key, by reference: `secret:<name>` (in the
+    /// encrypted store, `mirror-engine secrets`) or `env:<VAR>`. Never the value itself.
+    #[serde(default)]
+    pub credentials: Option<crate::secrets::CredentialRef>,
 }
 
 fn default_currency() -> String {

@@ -157,6 +157,7 @@ enum WriterMsg {
 
 struct Inner {
     settings: JournalSettings,
+    uid: String,
     db: sled::Db,
     trees: Trees,
     next_seq: AtomicU64,
@@ -183,6 +184,8 @@ impl Trees {
 const META_COMPACTED_BELOW: &[u8] = b"compacted_below";
 const META_SETUP_PREFIX: &str = "setup/";
 const META_CONSUMER_PREFIX: &str = "consumer/";
+/// The journal's identity: 16 random bytes drawn when it is created.
+const META_UID: &[u8] = b"uid";
 
 fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
@@ -228,11 +231,13 @@ impl Journal {
             .map_err(|e| JournalError::storage(&path, e))?;
         let trees = Trees::open(&db, &path)?;
         forget_other_consumers(&trees, &settings.consumers, &path)?;
+        let uid = identity(&trees, &path)?;
         let recovery = recover::read(&trees, &path)?;
         let next = recovery.summary.next_seq;
         let (sender, receiver) = flume::bounded(settings.queue_capacity.max(1));
         let inner = Arc::new(Inner {
             settings,
+            uid,
             db,
             trees,
             next_seq: AtomicU64::new(next),
@@ -292,9 +297,20 @@ impl Journal {
         self.append(Record::Entry(Entry::Admin(record)))
     }
 
-    /// Every position up to this one is on disk.
+    /// The journal's identity (32 hex digits), drawn when it was created: positions are only
+    /// unique within one journal.
+    pub fn uid(&self) -> &str {
+        &self.inner.uid
+    }
+
+    /// The durable watermark: every position up to it is on disk.
     pub fn durable(&self) -> u64 {
         self.inner.watermark.get()
+    }
+
+    /// The last position handed out (durable or not yet).
+    pub fn last_reserved(&self) -> u64 {
+        self.inner.next_seq.load(Ordering::Acquire).saturating_sub(1)
     }
 
     /// Whether commands wait for their input to be durable.
@@ -413,6 +429,21 @@ impl Journal {
 
 fn read_u64(tree: &sled::Tree, key: &[u8]) -> sled::Result<Option<u64>> {
     Ok(tree.get(key)?.and_then(|v| key_seq(&v)))
+}
+
+/// The journal's identity, drawn and stored when it is created. Positions count from 1 in
+/// every new journal, so a consumer outside it (Postgres) must know which journal a position
+/// belongs to.
+fn identity(trees: &Trees, path: &Path) -> Result<String, JournalError> {
+    let storage = |e: sled::Error| JournalError::storage(path, e);
+    if let Some(stored) = trees.meta.get(META_UID).map_err(storage)? {
+        return Ok(stored.iter().map(|byte| format!("{byte:02x}")).collect());
+    }
+    let mut bytes = [0_u8; 16];
+    crate::secrets::fill_random(&mut bytes).map_err(|e| JournalError::storage(path, e))?;
+    trees.meta.insert(META_UID, &bytes).map_err(storage)?;
+    trees.meta.flush().map_err(storage)?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 fn forget_other_consumers(trees: &Trees, keep: &[String], path: &Path) -> Result<(), JournalError> {

@@ -146,7 +146,7 @@ fn execute(args: SecretsArgs, out: &mut dyn Write) -> Result<(), SecretsError> {
 }
 
 /// `--store`, else `$MIRROR_SECRETS`, else `config/secrets.enc.toml`.
-fn default_store_path() -> PathBuf {
+pub(crate) fn default_store_path() -> PathBuf {
     std::env::var_os(SECRETS_PATH_ENV)
         .filter(|path| !path.is_empty())
         .map_or_else(|| DEFAULT_SECRETS_PATH.into(), PathBuf::from)

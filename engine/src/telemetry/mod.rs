@@ -18,7 +18,7 @@ use mirror_model::{AccountId, SKIP_CATEGORIES, SignalId, SkipCategory};
 
 pub use fanout::{FanoutDone, LatencySummary, LatencyWindow, TelemetryHandle, TelemetrySink, spawn_telemetry};
 pub use logging::{LogGuard, LoggingSettings, init_logging};
-pub use status::{Console, ConsoleWriter, StatusLine};
+pub use status::{Console, ConsoleWriter, PostgresGauge, StatusLine};
 
 use crate::account::{Audit, AuditEvent};
 

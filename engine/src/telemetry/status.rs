@@ -111,6 +111,17 @@ pub struct StatusLine {
     pub restricted: usize,
     /// Seconds since start.
     pub uptime_s: u64,
+    /// The Postgres writer, when `DATABASE_URL` turned it on.
+    pub postgres: Option<PostgresGauge>,
+}
+
+/// The Postgres writer at a glance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PostgresGauge {
+    /// Connected and writing.
+    pub connected: bool,
+    /// Durable journal entries not yet in Postgres.
+    pub behind: u64,
 }
 
 fn micros(ns: u64) -> String {
@@ -152,6 +163,12 @@ impl std::fmt::Display for StatusLine {
         if self.restricted > 0 {
             write!(f, " │ restricted {}", self.restricted)?;
         }
+        match self.postgres {
+            None => {}
+            Some(PostgresGauge { connected: true, behind: 0 }) => f.write_str(" │ postgres ok")?,
+            Some(PostgresGauge { connected: true, behind }) => write!(f, " │ postgres {behind} behind")?,
+            Some(PostgresGauge { connected: false, behind }) => write!(f, " │ postgres DOWN ({behind} behind)")?,
+        }
         Ok(())
     }
 }
@@ -173,10 +190,15 @@ mod tests {
             connected: (22, 22),
             restricted: 1,
             uptime_s: 30,
+            postgres: None,
         };
         assert_eq!(
             line.to_string(),
             "  30s │ signals 12 │ copies 200 │ closes 40 │ fills 238 │ rejects 2 │ skipped 6 (size 5, risk 1) │ fan-out p99 1.4ms (p50 21µs) │ connected 22/22 │ restricted 1"
         );
+        let down = StatusLine { postgres: Some(PostgresGauge { connected: false, behind: 1_204 }), ..line };
+        assert!(down.to_string().ends_with("│ restricted 1 │ postgres DOWN (1204 behind)"), "{down}");
+        let ok = StatusLine { postgres: Some(PostgresGauge { connected: true, behind: 0 }), ..down };
+        assert!(ok.to_string().ends_with("│ postgres ok"), "{ok}");
     }
 }
