@@ -418,6 +418,10 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// How the engine runs in one variant: the encoding of the fan-out, the shard's spin
+/// iterations before it parks, the journal on or off.
+type EngineVariant = (FanoutEncoding, u32, bool);
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and expects a quick run.
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -443,7 +447,7 @@ fn main() {
         cpu_model(),
         core_count
     );
-    let variants: &[(&str, Option<(FanoutEncoding, u32, bool)>)] = &[
+    let variants: &[(&str, Option<EngineVariant>)] = &[
         ("floor: raw flume sends", None),
         ("engine, rkyv zero-copy", Some((FanoutEncoding::Archived, u32::MAX, false))),
         ("engine, owned clone each", Some((FanoutEncoding::ClonedOwned, u32::MAX, false))),

@@ -5,6 +5,7 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use mirror_engine::secrets::{MasterKey, SecretStore};
 
@@ -209,4 +210,245 @@ fn the_default_store_is_config_secrets_enc_toml() {
     // `--key-file` stands in for the environment.
     let listing = ok(&secrets(dir, &[], &["list", "--key-file", "k"], ""));
     assert!(listing.lines().nth(1).is_some_and(|line| line.starts_with("a ")), "{listing}");
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// A whole run as an operator sets it up: passwords in the encrypted store and in the
+/// environment, a `DATABASE_URL` with a password, an account whose password is wrong, a leader
+/// trading and followers copying, `Ctrl-C`. Afterwards no secret may be found in any log,
+/// journal file, console output or Postgres table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_run_leaves_no_secret_in_logs_journal_console_or_postgres() {
+    use mirror_connector_sim::{SimAccountConfig, SimBroker, SimServer};
+    use mirror_model::{OrderKind, Qty, Side, Symbol};
+
+    const LEADER_PASSWORD: &str = "Lead-Pa55word-7f3c9e";
+    const FOLLOWER_PASSWORD: &str = "Follower-Env-Pa55-b81d2";
+    const WRONG_PASSWORD: &str = "Wrong-Guess-Pa55-e09a4";
+    const DATABASE_PASSWORD: &str = "Db-Pa55word-c4d7a1";
+    let all = [LEADER_PASSWORD, FOLLOWER_PASSWORD, WRONG_PASSWORD, DATABASE_PASSWORD];
+
+    let scratch = Scratch::new("full-run");
+    let dir = scratch.0.as_path();
+    let key = scratch.path("master.key");
+    let store = scratch.path("secrets.enc.toml");
+    ok(&secrets(dir, &[], &["init-key", "--out", "master.key"], ""));
+    let with_key: &[(&str, &OsStr)] = &[("MIRROR_MASTER_KEY_FILE", key.as_os_str())];
+    ok(&secrets(
+        dir,
+        with_key,
+        &["--store", store.to_str().unwrap(), "add", "lead.password"],
+        &format!("{LEADER_PASSWORD}\n"),
+    ));
+
+    // The broker, served from here, knows the real passwords.
+    let config_for = |remote: &str| {
+        format!(
+            r#"
+[engine]
+shards = 1
+spin_iterations = 100
+pin_cores = false
+status_interval_ms = 200
+secrets = {store:?}
+
+[logging]
+dir = {logs:?}
+level = "debug"
+file_level = "trace"
+
+[storage]
+dir = {data:?}
+
+[sim]
+remote = "{remote}"
+tick_ms = 0
+latency_min_ms = 0
+latency_max_ms = 0
+slippage_ticks_max = 0
+
+[instruments.EURUSD]
+contract_size = 100000
+tick_size = "0.00001"
+lot_step = "0.01"
+min_qty = "0.01"
+max_qty = 100
+price = "1.08500"
+spread_ticks = 8
+volatility_ticks = 0
+
+[[accounts]]
+name = "lead"
+platform = "sim"
+mode = "hedging"
+balance = 100000
+credentials = "secret:lead.password"
+
+[[accounts]]
+name = "follow-env"
+platform = "sim"
+mode = "hedging"
+balance = 50000
+credentials = "env:MIRROR_TEST_FOLLOWER_PASSWORD"
+
+[[accounts]]
+name = "follow-wrong"
+platform = "sim"
+mode = "netting"
+balance = 50000
+credentials = "env:MIRROR_TEST_WRONG_PASSWORD"
+
+[[links]]
+leader = "lead"
+follower = "follow-env"
+
+[[links]]
+leader = "lead"
+follower = "follow-wrong"
+"#,
+            store = store.display().to_string(),
+            logs = dir.join("logs").display().to_string(),
+            data = dir.join("data").display().to_string(),
+        )
+    };
+    let resolved = mirror_engine::config::load_str(Path::new("full-run.toml"), &config_for("127.0.0.1:1")).unwrap();
+    let broker = SimBroker::new(resolved.sim.clone(), resolved.markets.clone());
+    for account in &resolved.accounts {
+        broker
+            .open_account(SimAccountConfig {
+                name: account.name.clone(),
+                mode: account.mode,
+                currency: account.currency.clone(),
+                balance: account.balance,
+                instruments: account.instruments.clone(),
+            })
+            .unwrap();
+    }
+    broker.set_password("lead", Some(LEADER_PASSWORD)).unwrap();
+    broker.set_password("follow-env", Some(FOLLOWER_PASSWORD)).unwrap();
+    broker.set_password("follow-wrong", Some("the-right-one-nobody-configured")).unwrap();
+    let server = SimServer::bind(broker.clone(), "127.0.0.1:0").await.unwrap();
+    let config = scratch.path("full-run.toml");
+    std::fs::write(&config, config_for(&server.local_addr().to_string())).unwrap();
+
+    // A database of its own, reached with a password (trust authentication accepts any).
+    let admin_url =
+        std::env::var("MIRROR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (admin, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("this test needs the Postgres server at {admin_url}: {e}"));
+    tokio::spawn(connection);
+    let database = format!("mirror_secrets_{}", std::process::id());
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await.unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let (scheme, host) = base.split_once("://").unwrap();
+    let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
+    let database_url = format!("{scheme}://postgres:{DATABASE_PASSWORD}@{host}/{database}");
+
+    let stdout = std::fs::File::create(scratch.path("stdout.txt")).unwrap();
+    let stderr = std::fs::File::create(scratch.path("stderr.txt")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mirror-engine"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .current_dir(dir)
+        .env("MIRROR_MASTER_KEY_FILE", &key)
+        .env("MIRROR_TEST_FOLLOWER_PASSWORD", FOLLOWER_PASSWORD)
+        .env("MIRROR_TEST_WRONG_PASSWORD", WRONG_PASSWORD)
+        .env("DATABASE_URL", &database_url)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .unwrap();
+
+    // The leader trades once the engine is in; the follower with the right password copies.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let eurusd = Symbol::new("EURUSD").unwrap();
+    let mut trades = 0;
+    while broker.history("follow-env").unwrap().len() < 6 {
+        assert!(std::time::Instant::now() < deadline, "the follower never copied: is the engine logged in?");
+        assert!(child.try_wait().unwrap().is_none(), "the engine exited early: {}", read(&scratch.path("stderr.txt")));
+        if trades < 6 && broker.positions("lead").unwrap().is_empty() || trades == 0 {
+            broker
+                .manual_order("lead", eurusd, Side::Buy, Qty::parse("0.5").unwrap(), OrderKind::Market, None, None)
+                .unwrap();
+            trades += 1;
+        } else if let Some(position) = broker.positions("lead").unwrap().first() {
+            broker.manual_close("lead", position.id, position.qty).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the engine did not stop on Ctrl-C");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(broker.history("follow-wrong").unwrap().is_empty(), "a wrong password must not trade");
+
+    // The run happened, and said why the third account stayed out (without the password).
+    let console = read(&scratch.path("stdout.txt")) + &read(&scratch.path("stderr.txt"));
+    assert!(console.contains("wrong or missing password for `follow-wrong`"), "{console}");
+    let logs: String = files_under(&dir.join("logs")).iter().map(|file| read(file)).collect();
+    assert!(logs.contains("Postgres connected"), "{logs}");
+    // The URL is logged, and its password is not.
+    assert!(logs.contains("postgres:***@"), "{logs}");
+
+    // No secret in any file the run left: logs, the journal, the console, the configuration.
+    let files = files_under(dir);
+    assert!(files.iter().any(|f| f.starts_with(dir.join("data"))), "the journal is there");
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        for secret in all {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds {secret}", file.display());
+        }
+    }
+
+    // Nor in any Postgres table.
+    let (client, connection) =
+        tokio_postgres::connect(&format!("{base}/{database}"), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let tables: Vec<String> = client
+        .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(tables.len() >= 10, "{tables:?}");
+    let mut rows = 0;
+    for table in &tables {
+        for row in client.query(&format!("SELECT t::text FROM {table} t"), &[]).await.unwrap() {
+            let text: String = row.get(0);
+            rows += 1;
+            for secret in all {
+                assert!(!text.contains(secret), "{table} holds {secret}: {text}");
+            }
+        }
+    }
+    let orders: i64 = client.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0);
+    assert!(orders >= 6 && rows > 50, "Postgres got the run: {orders} orders, {rows} rows");
+    drop(client);
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await.unwrap();
+}
+
+fn read(file: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(file).unwrap_or_default()).into_owned()
 }
