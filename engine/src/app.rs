@@ -1,14 +1,12 @@
-//! Assembling a running Mirror from a resolved configuration: the simulated broker, one
-//! connector per account, the engine, the connector tasks, the auto-traders.
+//! Assembling a running Mirror from a resolved configuration: the brokers and one connector
+//! per account ([`crate::platforms`]), the engine, the connector tasks, the auto-traders.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mirror_connector::Connector;
-use mirror_connector_sim::{
-    RemoteSimConfig, RemoteSimConnector, SimAccountConfig, SimBroker, SimConnector, spawn_autotrader,
-};
+use mirror_connector_sim::{SimBroker, spawn_autotrader};
 use mirror_model::{AccountId, InstrumentTable, Origin, Platform};
 use rustc_hash::FxHashMap;
 use tokio::task::JoinHandle;
@@ -16,12 +14,13 @@ use tokio::task::JoinHandle;
 use crate::LinkId;
 use crate::account::{AccountSetup, Control};
 use crate::clock::Clock;
-use crate::config::Resolved;
-use crate::connectors::{AccountWiring, boot, reconcile_all, spawn_account_tasks};
+use crate::config::{Resolved, Venue};
+use crate::connectors::{AccountWiring, Boot, boot, reconcile_all, spawn_account_tasks};
 use crate::journal::{AdminAction, AdminRecord, Journal, JournalSettings, Recovery};
+use crate::platforms::{AccountConnector, Credentials, Platforms};
 use crate::router::LinkSpec;
 use crate::runtime::{AccountView, ControlScope, CorePlan, Engine, EngineBuilder, EngineHandle};
-use crate::secrets::{CredentialRef, MasterKey, Secret, SecretStore};
+use crate::secrets::CredentialVars;
 use crate::store::{PG_CONSUMER, PgSettings, PgStatus, PgWriter, spawn_pg_writer};
 use crate::telemetry::{FanoutDone, PostgresGauge, Stats, StatusLine, TelemetryHandle, spawn_telemetry};
 
@@ -41,6 +40,20 @@ pub struct StartOptions {
     pub observer: Option<flume::Sender<FanoutDone>>,
     /// Write the system of record to Postgres (from `DATABASE_URL`); needs the journal.
     pub postgres: Option<PgSettings>,
+    /// Values for `env:` credential references, read instead of the process environment
+    /// (tests, and programs that embed the engine).
+    pub credential_vars: Option<CredentialVars>,
+}
+
+/// An account whose connector did not come up at start (its supervisor keeps trying).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootFailure {
+    /// The account.
+    pub account: Arc<str>,
+    /// Its platform.
+    pub platform: Platform,
+    /// Why, in words for its platform (never a credential).
+    pub reason: String,
 }
 
 /// A running Mirror.
@@ -49,8 +62,10 @@ pub struct Running {
     engine: Option<Engine>,
     /// Talk to the engine.
     pub handle: EngineHandle,
-    /// The simulated broker, when it runs inside this process (not with `[sim] remote`).
-    broker: Option<SimBroker>,
+    /// The brokers: the simulated one (when it runs inside this process), cTrader sessions,
+    /// the MetaTrader bridge.
+    platforms: Platforms,
+    boot_failures: Vec<BootFailure>,
     telemetry: Option<TelemetryHandle>,
     journal: Option<Journal>,
     postgres: Option<PgWriter>,
@@ -62,75 +77,80 @@ pub struct Running {
     started: std::time::Instant,
 }
 
-/// Reads every account's credentials from where the configuration points: the encrypted store
-/// (opened only if an account needs it) or the environment. Errors name the account and the
-/// reference, never a value.
-fn resolve_credentials(resolved: &Resolved) -> anyhow::Result<FxHashMap<AccountId, Secret>> {
-    let needs_store = resolved.accounts.iter().any(|a| matches!(a.credentials, Some(CredentialRef::Secret(_))));
-    let store = if needs_store {
-        let path = resolved.secrets.clone().unwrap_or_else(crate::secrets::cli::default_store_path);
-        let key = MasterKey::from_env().context("the master key of the secrets store")?;
-        Some(SecretStore::open(&path, &key).with_context(|| format!("opening the secrets store {}", path.display()))?)
-    } else {
-        None
-    };
-    let mut credentials = FxHashMap::default();
-    for account in &resolved.accounts {
-        if let Some(reference) = &account.credentials {
-            let secret = reference
-                .resolve(store.as_ref())
-                .with_context(|| format!("account {}: credentials {reference}", account.name))?;
-            credentials.insert(account.id, secret);
-        }
-    }
-    Ok(credentials)
-}
-
 /// Starts everything a configuration describes.
 pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result<Running> {
-    let mut credentials = resolve_credentials(resolved)?;
-    // The simulated broker runs here, or in another process (whose state outlives ours).
-    let broker = resolved.sim_remote.is_none().then(|| SimBroker::new(resolved.sim.clone(), resolved.markets.clone()));
-    let mut connectors: Vec<(AccountId, Arc<str>, Arc<dyn Connector>)> = Vec::new();
-    for account in &resolved.accounts {
-        anyhow::ensure!(
-            account.platform == Platform::Sim,
-            "account {}: only simulated accounts can run in this build",
-            account.name
-        );
-        let connector: Arc<dyn Connector> = match (&broker, &resolved.sim_remote) {
-            (Some(broker), _) => {
-                broker
-                    .open_account(SimAccountConfig {
-                        name: account.name.clone(),
-                        mode: account.mode,
-                        currency: account.currency.clone(),
-                        balance: account.balance,
-                        instruments: account.instruments.clone(),
-                    })
-                    .with_context(|| format!("opening simulated account {}", account.name))?;
-                Arc::new(SimConnector::new(broker.clone(), &account.name)?)
-            }
-            (None, Some(remote)) => Arc::new(RemoteSimConnector::new(RemoteSimConfig {
-                request_timeout: resolved.connector.call_timeout,
-                password: credentials.remove(&account.id).map(|secret| secret.expose().to_owned()),
-                ..RemoteSimConfig::new(remote.clone(), account.name.clone())
-            })),
-            (None, None) => unreachable!("a broker or an address"),
-        };
-        connectors.push((account.id, Arc::from(account.name.as_str()), connector));
+    let credentials = Credentials::resolve(resolved, options.credential_vars.as_ref())?;
+    let (mut platforms, connectors) = Platforms::open(resolved, credentials).await?;
+    match assemble(resolved, options, &platforms, connectors).await {
+        Ok(mut running) => {
+            running.platforms = platforms;
+            Ok(running)
+        }
+        Err(error) => {
+            platforms.shutdown().await;
+            Err(error)
+        }
     }
+}
 
-    let boots = futures_join(connectors.iter().map(|(_, _, connector)| {
-        let connector = Arc::clone(connector);
+/// Boots every account's connector concurrently (each step within the boot timeout: a
+/// cTrader session authorises its accounts in turns).
+async fn boot_all(connectors: &[AccountConnector], resolved: &Resolved) -> Vec<Boot> {
+    futures_join(connectors.iter().map(|account| {
+        let connector = Arc::clone(&account.connector);
         let settings = resolved.connector;
         async move { boot(connector.as_ref(), settings).await }
     }))
-    .await;
+    .await
+}
+
+/// Says which accounts did not come up and why, and which will copy nothing because nothing
+/// tells what they trade.
+fn boot_failures(resolved: &Resolved, platforms: &Platforms, boots: &[Boot]) -> Vec<BootFailure> {
+    let mut failures = Vec::new();
+    for (account, boot) in resolved.accounts.iter().zip(boots) {
+        let Some(error) = &boot.error else { continue };
+        let reason = platforms.boot_failure(account, error);
+        tracing::warn!(
+            account = %account.name,
+            platform = %account.platform,
+            %reason,
+            "connector did not come up; it will keep trying"
+        );
+        if account.venue != Venue::Sim {
+            if account.instruments_listed {
+                tracing::warn!(
+                    account = %account.name,
+                    "offline at start: it trades the instruments its configuration lists until Mirror restarts \
+                     with it online"
+                );
+            } else {
+                tracing::warn!(
+                    account = %account.name,
+                    "offline at start and its configuration lists no instruments: it copies nothing (every copy is \
+                     skipped as `symbol`) until Mirror restarts with it online; list `instruments` to trade meanwhile"
+                );
+            }
+        }
+        failures.push(BootFailure { account: Arc::from(account.name.as_str()), platform: account.platform, reason });
+    }
+    failures
+}
+
+/// The engine and its tasks over opened platforms.
+async fn assemble(
+    resolved: &Resolved,
+    options: StartOptions,
+    platforms: &Platforms,
+    connectors: Vec<AccountConnector>,
+) -> anyhow::Result<Running> {
+    let boots = boot_all(&connectors, resolved).await;
+    let boot_failures = boot_failures(resolved, platforms, &boots);
+    let broker = platforms.broker();
 
     let stats = Stats::new();
     let names: FxHashMap<AccountId, Arc<str>> =
-        connectors.iter().map(|(id, name, _)| (*id, Arc::clone(name))).collect();
+        connectors.iter().map(|account| (account.id, Arc::clone(&account.name))).collect();
     let telemetry = spawn_telemetry(
         names.clone(),
         Arc::clone(&stats),
@@ -151,7 +171,9 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
             if options.postgres.is_some() && !settings.consumers.iter().any(|c| c == PG_CONSUMER) {
                 settings.consumers.push(PG_CONSUMER.to_owned());
             }
-            let fresh = resolved.sim_remote.is_none();
+            // Brokers whose state outlives this process (cTrader, MetaTrader, `[sim] remote`)
+            // resume from the journal.
+            let fresh = broker.is_some() && resolved.accounts.iter().all(|a| a.venue == Venue::Sim);
             Some(tokio::task::spawn_blocking(move || open_journal(settings, fresh)).await??)
         }
         None => None,
@@ -166,20 +188,19 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
     if let Some(observer) = options.observer {
         builder = builder.observer(observer);
     }
-    for ((account, (_, name, _)), boot) in resolved.accounts.iter().zip(&connectors).zip(&boots) {
-        if let Some(error) = &boot.error {
-            tracing::warn!(account = %name, %error, "connector did not come up; it will keep trying");
-        }
+    for ((account, connector), boot) in resolved.accounts.iter().zip(&connectors).zip(&boots) {
         builder = builder.account(AccountSetup {
             id: account.id,
-            name: Arc::clone(name),
+            name: Arc::clone(&connector.name),
             mode: boot.session.as_ref().map_or(account.mode, |s| s.mode),
             // A broker that is not up yet: the configuration's instruments (the same the
-            // simulated broker serves) until it is.
-            instruments: if boot.instruments.is_empty() {
+            // simulated broker serves; a broker account's only when it lists them).
+            instruments: if !boot.instruments.is_empty() {
+                InstrumentTable::from_iter(boot.instruments.iter().copied())
+            } else if account.venue == Venue::Sim || account.instruments_listed {
                 account.instruments.iter().map(|i| i.spec).collect()
             } else {
-                InstrumentTable::from_iter(boot.instruments.iter().copied())
+                InstrumentTable::default()
             },
             balance: boot.snapshot.balance,
             equity: boot.snapshot.equity,
@@ -225,7 +246,9 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
 
     let mut connector_tasks = Vec::new();
     let mut to_reconcile = Vec::new();
-    for (((id, name, connector), (account, commands)), boot) in connectors.into_iter().zip(receivers).zip(&boots) {
+    for ((AccountConnector { id, name, connector }, (account, commands)), boot) in
+        connectors.into_iter().zip(receivers).zip(&boots)
+    {
         debug_assert_eq!(id, account);
         let mailbox = handle.mailbox(id).expect("every account has a mailbox");
         let connected = boot.session.is_some();
@@ -237,7 +260,9 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
         connector_tasks.extend(spawn_account_tasks(wiring, resolved.connector));
     }
     let reconciliation = {
-        let (handle, timeout) = (handle.clone(), resolved.connector.call_timeout);
+        // Part of the start: as patient as the boot (a cTrader session reconciles its
+        // accounts in turns).
+        let (handle, timeout) = (handle.clone(), resolved.connector.boot_timeout);
         tokio::spawn(async move { reconcile_all(&handle, to_reconcile, timeout).await })
     };
 
@@ -249,23 +274,32 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
 
     let mut feed_tasks = Vec::new();
     if options.ticker
-        && let Some(ticker) = broker.as_ref().and_then(SimBroker::start_ticker)
+        && let Some(ticker) = broker.and_then(SimBroker::start_ticker)
     {
         feed_tasks.push(ticker);
     }
-    if options.autotrade
-        && let Some(broker) = &broker
-    {
+    if options.autotrade {
         for account in &resolved.accounts {
-            if let Some((config, seed)) = &account.autotrade {
-                feed_tasks.push(spawn_autotrader(broker.clone(), account.name.clone(), config.clone(), *seed));
+            let Some((config, seed)) = &account.autotrade else { continue };
+            match broker {
+                Some(broker) if account.venue == Venue::Sim => {
+                    feed_tasks.push(spawn_autotrader(broker.clone(), account.name.clone(), config.clone(), *seed));
+                }
+                _ if account.venue != Venue::Sim => tracing::info!(
+                    account = %account.name,
+                    "`autotrade` on a {} account is played by `mirror-engine simulate` at its simulated terminal; \
+                     Mirror never trades a broker account by itself",
+                    account.platform
+                ),
+                _ => {}
             }
         }
     }
     Ok(Running {
         engine: Some(engine),
         handle,
-        broker,
+        platforms: Platforms::default(),
+        boot_failures,
         telemetry: Some(telemetry),
         journal: journal_handle,
         postgres,
@@ -277,8 +311,9 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
     })
 }
 
-/// Opens the journal. `fresh`: the simulated broker lives inside this process and starts
-/// empty, so a journal of an earlier run would describe positions no broker holds any more.
+/// Opens the journal. `fresh`: every account is on the simulated broker inside this process,
+/// which starts empty, so a journal of an earlier run would describe positions no broker
+/// holds any more.
 fn open_journal(settings: JournalSettings, fresh: bool) -> anyhow::Result<(Journal, Recovery)> {
     if fresh && settings.dir.exists() {
         tracing::info!(dir = %settings.dir.display(), "in-process simulated broker: the journal starts empty with it");
@@ -321,9 +356,24 @@ impl Running {
     /// The simulated broker running inside this process.
     ///
     /// # Panics
-    /// With `[sim] remote`: the broker is in another process.
+    /// With `[sim] remote` (the broker is in another process), or without simulated accounts.
     pub fn broker(&self) -> &SimBroker {
-        self.broker.as_ref().expect("the simulated broker runs in another process ([sim] remote)")
+        self.platforms.broker().expect("no simulated broker runs in this process ([sim] remote, or no sim account)")
+    }
+
+    /// The accounts whose connector did not come up at start, and why (each keeps trying).
+    pub fn boot_failures(&self) -> &[BootFailure] {
+        &self.boot_failures
+    }
+
+    /// The address the MetaTrader bridge listens on, when MT accounts are configured.
+    pub fn metatrader_addr(&self) -> Option<SocketAddr> {
+        self.platforms.bridge_addr()
+    }
+
+    /// The bridge certificate's SHA-1 thumbprint, for the EAs' `CertThumbprint` input.
+    pub fn metatrader_thumbprint(&self) -> Option<&str> {
+        self.platforms.bridge_thumbprint()
     }
 
     /// Waits until the reconciliation of the start has gone through every account.
@@ -376,8 +426,8 @@ impl Running {
         self.settle(Duration::from_millis(200), Duration::from_secs(3)).await;
     }
 
-    /// Halts the feeds ([`Running::halt_feeds`]), then stops the connector tasks, the shards
-    /// and telemetry.
+    /// Halts the feeds ([`Running::halt_feeds`]), then stops the connector tasks, the shards,
+    /// the broker sessions and telemetry.
     ///
     /// Returns where the Postgres writer ended, when there was one.
     pub async fn stop(mut self) -> Option<PgStatus> {
@@ -393,6 +443,8 @@ impl Running {
         if let Some(engine) = self.engine.take() {
             let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
         }
+        // The engine sends nothing more: the sessions and the bridge can close.
+        self.platforms.shutdown().await;
         // Everything the engine journaled is durable now; Postgres gets it before the journal
         // closes, or (if it is down) on the next start.
         let postgres = match self.postgres.take() {

@@ -20,8 +20,13 @@ use crate::runtime::{AccountMailbox, ConnectorCommand, EngineHandle, OwnedInput,
 /// Timeouts and backoff of connector calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectorSettings {
-    /// Longest wait for any one call.
+    /// Longest wait for any one call once running.
     pub call_timeout: Duration,
+    /// Longest wait for each step of connecting an account and reading its state at start,
+    /// of the reconciliation at start, and of connecting again after a drop. Longer than a
+    /// call: a session that authorises many accounts within a broker's rate limit (cTrader:
+    /// 50 requests per second) takes its time.
+    pub boot_timeout: Duration,
     /// First reconnect delay; doubled after each failure.
     pub reconnect_min: Duration,
     /// Longest reconnect delay.
@@ -32,6 +37,7 @@ impl Default for ConnectorSettings {
     fn default() -> Self {
         Self {
             call_timeout: Duration::from_secs(5),
+            boot_timeout: Duration::from_secs(60),
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
         }
@@ -61,10 +67,11 @@ pub struct Boot {
     pub error: Option<ConnectorError>,
 }
 
-/// Connects and reads what the actor starts from. A connector that cannot connect still
-/// boots (disconnected, with no instruments) and its supervisor keeps trying.
+/// Connects and reads what the actor starts from, each step within the boot timeout. A
+/// connector that cannot connect still boots (disconnected, with no instruments) and its
+/// supervisor keeps trying.
 pub async fn boot(connector: &dyn Connector, settings: ConnectorSettings) -> Boot {
-    let timeout = settings.call_timeout;
+    let timeout = settings.boot_timeout;
     let empty = AccountSnapshot {
         balance: mirror_model::Money::ZERO,
         equity: mirror_model::Money::ZERO,
@@ -189,7 +196,7 @@ pub fn spawn_account_tasks(wiring: AccountWiring, settings: ConnectorSettings) -
                 let mut delay = settings.reconnect_min;
                 loop {
                     tokio::time::sleep(delay).await;
-                    match within("connect", settings.call_timeout, connector.connect()).await {
+                    match within("connect", settings.boot_timeout, connector.connect()).await {
                         Ok(_) => {
                             tracing::info!(account = %name, "reconnected");
                             if let Err(error) =

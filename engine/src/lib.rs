@@ -4,6 +4,8 @@
 //! - [`router`]: the copy map (who copies whom, on which shard), swapped atomically.
 //! - [`runtime`]: pinned shard threads with bounded mailboxes, and the engine that runs them.
 //! - [`config`]: TOML configuration with precise errors.
+//! - [`app`]: a running Mirror assembled from a configuration, on the simulated broker, cTrader
+//!   and MetaTrader.
 //! - [`telemetry`]: counters, latency histograms, the status line and logs.
 
 #![warn(missing_docs)]
@@ -14,10 +16,12 @@ pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod journal;
+pub(crate) mod platforms;
 pub mod replay;
 pub mod router;
 pub mod runtime;
 pub mod secrets;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 

@@ -42,6 +42,9 @@ enum Command {
     Secrets(mirror_engine::secrets::cli::SecretsArgs),
     /// Rebuild every account's state from the journal alone and print it, for audits.
     Replay(mirror_engine::replay::ReplayArgs),
+    /// Serve simulators of the cTrader sessions and MetaTrader terminals a configuration
+    /// names, so that `run` on it can be tried without a broker (start this first).
+    Simulate(mirror_engine::simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Check { file } => check(&file),
         Command::Secrets(args) => mirror_engine::secrets::cli::run(args),
         Command::Replay(args) => mirror_engine::replay::run(&args),
+        Command::Simulate(args) => mirror_engine::simulate::run(&args),
         Command::Run { config, duration } => run(&config, duration.map(Duration::from_secs)),
     }
 }
@@ -120,6 +124,14 @@ fn run(path: &std::path::Path, duration: Option<Duration>) -> ExitCode {
         let mut running =
             start(&resolved, StartOptions { ticker: true, autotrade: true, postgres, ..StartOptions::default() })
                 .await?;
+        if let Some(addr) = running.metatrader_addr() {
+            match running.metatrader_thumbprint() {
+                Some(thumbprint) => {
+                    println!("MetaTrader bridge on {addr} (TLS; the EAs' CertThumbprint: {thumbprint})");
+                }
+                None => println!("MetaTrader bridge on {addr} (plain TCP)"),
+            }
+        }
         let accounts = running.accounts().await;
         tracing::info!(
             config = %path.display(),

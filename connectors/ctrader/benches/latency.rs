@@ -47,6 +47,7 @@ fn histogram() -> Histogram<u64> {
 fn settings() -> ConnectorSettings {
     ConnectorSettings {
         call_timeout: Duration::from_secs(60),
+        boot_timeout: Duration::from_secs(60),
         reconnect_min: Duration::from_millis(200),
         reconnect_max: Duration::from_secs(5),
     }

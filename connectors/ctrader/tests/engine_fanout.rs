@@ -27,6 +27,7 @@ fn settings() -> ConnectorSettings {
     // its turn for a few seconds.
     ConnectorSettings {
         call_timeout: Duration::from_secs(60),
+        boot_timeout: Duration::from_secs(60),
         reconnect_min: Duration::from_millis(200),
         reconnect_max: Duration::from_secs(5),
     }

@@ -11,7 +11,8 @@ use mirror_model::{
 };
 
 use super::locate::{FieldPath, Located};
-use super::schema::{AccountEntry, InstrumentEntry, LinkEntry, ReconcileMode};
+use super::platforms::{self, Placed, ResolvedBridge, ResolvedCtrader, Venue};
+use super::schema::{AccountEntry, CtraderEntry, InstrumentEntry, LinkEntry, ReconcileMode};
 use super::{ConfigError, ConfigErrors, Source};
 use crate::account::RiskLimits;
 use crate::connectors::ConnectorSettings;
@@ -39,6 +40,10 @@ pub struct Resolved {
     pub sim_remote: Option<String>,
     /// The journal, unless turned off.
     pub journal: Option<JournalSettings>,
+    /// cTrader connections, by name.
+    pub ctrader: Vec<ResolvedCtrader>,
+    /// The MetaTrader bridge, when an account needs it.
+    pub metatrader: Option<ResolvedBridge>,
     /// SHA-256 of the files' text, hex (for the audit log).
     pub digest: String,
     /// The encrypted secrets file named by `[engine] secrets`, if any.
@@ -64,21 +69,27 @@ pub struct ResolvedAccount {
     pub name: String,
     /// Platform.
     pub platform: Platform,
-    /// Netting or hedging.
+    /// Where it trades: the simulated broker, a cTrader session, the MetaTrader bridge.
+    pub venue: Venue,
+    /// Netting or hedging (a broker's own word replaces it once connected).
     pub mode: AccountMode,
-    /// Currency.
+    /// Currency (simulated accounts; empty for a broker account, which reports its own).
     pub currency: String,
-    /// Starting balance.
+    /// Starting balance (simulated accounts; zero for a broker account).
     pub balance: Money,
     /// Risk limits (from its profile).
     pub risk: RiskLimits,
     /// Its profile's name.
     pub risk_profile: Option<String>,
-    /// Its instruments (its own symbols) and their feeds.
+    /// Its instruments (its own symbols) and their feeds: every catalog instrument unless
+    /// the account lists some.
     pub instruments: Vec<SimInstrument>,
+    /// Whether the account lists its instruments. A broker account that does not trades what
+    /// its broker reports when it connects at start, and nothing if it is offline then.
+    pub instruments_listed: bool,
     /// Trades on its own.
     pub autotrade: Option<(AutoTraderConfig, u64)>,
-    /// Its broker credentials, by reference.
+    /// Its broker credentials (an MT terminal's token), by reference.
     pub credentials: Option<crate::secrets::CredentialRef>,
     /// Starts paused.
     pub paused: bool,
@@ -112,14 +123,24 @@ pub struct ResolvedLink {
     pub paused: bool,
 }
 
-struct Errors<'a> {
+pub(super) struct Errors<'a> {
     sources: &'a [Source],
     located: Vec<Located<'a>>,
     list: Vec<ConfigError>,
 }
 
 impl Errors<'_> {
-    fn at(&mut self, file: usize, path: &FieldPath, reason: impl Into<String>) {
+    /// Problems found so far.
+    pub(super) fn count(&self) -> usize {
+        self.list.len()
+    }
+
+    /// A file's path, for messages.
+    pub(super) fn file_name(&self, file: usize) -> String {
+        self.sources[file].path.display().to_string()
+    }
+
+    pub(super) fn at(&mut self, file: usize, path: &FieldPath, reason: impl Into<String>) {
         let located = &self.located[file];
         let span = located.span_of(path);
         self.list.push(ConfigError {
@@ -220,10 +241,42 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         day_start_utc_hour: engine.day_start_utc_hour,
         encoding: engine.encoding,
     };
+    let connector_file =
+        single(&mut errors, "connector", (0..sources.len()).filter(|i| sources[*i].raw.connector.is_some()).collect());
+    let connector_section = connector_file.and_then(|f| sources[f].raw.connector.clone()).unwrap_or_default();
+    if connector_section.boot_timeout_ms < 1_000 {
+        errors.at(
+            connector_file.unwrap_or(0),
+            &root.key("connector").key("boot_timeout_ms"),
+            format!("must be at least 1000 ms, got {}", connector_section.boot_timeout_ms),
+        );
+    }
     let connector = ConnectorSettings {
         call_timeout: Duration::from_millis(engine.call_timeout_ms.max(1)),
+        boot_timeout: Duration::from_millis(connector_section.boot_timeout_ms.max(1)),
         ..ConnectorSettings::default()
     };
+
+    // Broker platforms: cTrader connections and the MetaTrader bridge.
+    let ctrader_sections: Vec<(usize, &BTreeMap<String, CtraderEntry>)> =
+        sources.iter().enumerate().map(|(file, s)| (file, &s.raw.ctrader)).collect();
+    // Every session defined (valid or not), with the first file that defines it.
+    let mut session_at: BTreeMap<String, usize> = BTreeMap::new();
+    for (file, source) in sources.iter().enumerate() {
+        for name in source.raw.ctrader.keys() {
+            session_at.entry(name.clone()).or_insert(file);
+        }
+    }
+    let ctrader_sessions = platforms::ctrader_sessions(&mut errors, &ctrader_sections);
+    let metatrader_file = single(
+        &mut errors,
+        "metatrader",
+        (0..sources.len()).filter(|i| sources[*i].raw.metatrader.is_some()).collect(),
+    );
+    let metatrader = metatrader_file.and_then(|file| {
+        let section = sources[file].raw.metatrader.as_ref()?;
+        platforms::metatrader_bridge(&mut errors, file, section)
+    });
 
     let logging = logging_file.and_then(|f| sources[f].raw.logging.clone()).unwrap_or_default();
     if !["hourly", "daily", "minutely"].contains(&logging.rotation.as_str()) {
@@ -368,6 +421,8 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
     let mut account_at: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut naming: BTreeMap<String, (String, String, BTreeSet<Symbol>)> = BTreeMap::new();
     let mut ids: BTreeMap<AccountId, String> = BTreeMap::new();
+    let mut placed: Vec<Placed<'_>> = Vec::new();
+    let mut unchecked: BTreeSet<String> = BTreeSet::new();
     for (file, source) in sources.iter().enumerate() {
         for (index, entry) in source.raw.accounts.iter().enumerate() {
             let path = root.key("accounts").index(index);
@@ -397,13 +452,33 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
                     format!("the name hashes to the same id as account `{other}`; rename one of them"),
                 );
             }
-            if let Some(account) = resolve_account(&mut errors, file, &path, entry, &catalog, &feeds, &profiles) {
-                let symbols = account.instruments.iter().map(|i| i.spec.symbol).collect();
+            placed.push(Placed { file, path: path.clone(), entry });
+            let venue =
+                platforms::account_venue(&mut errors, file, &path, entry, &session_at, metatrader_file.is_some());
+            let account = resolve_account(&mut errors, file, &path, entry, &catalog, &feeds, &profiles);
+            if let (Some(venue), Some(mut account)) = (venue, account) {
+                // A broker account's symbols are its broker's unless it lists them: links to it
+                // cannot be checked against the catalog.
+                let symbols = if account.instruments_listed || venue == Venue::Sim {
+                    account.instruments.iter().map(|i| i.spec.symbol).collect()
+                } else {
+                    unchecked.insert(entry.name.clone());
+                    BTreeSet::new()
+                };
                 naming.insert(entry.name.clone(), (entry.symbol_prefix.clone(), entry.symbol_suffix.clone(), symbols));
+                account.venue = venue;
                 accounts.push(account);
             }
         }
     }
+
+    platforms::check_shared(
+        &mut errors,
+        &placed,
+        &ctrader_sessions,
+        &session_at,
+        metatrader_file.filter(|_| metatrader.is_some()),
+    );
 
     // Sources.
     let mut resolved_sources = Vec::new();
@@ -473,7 +548,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
                 );
                 continue;
             }
-            let rules = link_rules(&mut errors, file, &path, entry, leader, &naming);
+            let rules = link_rules(&mut errors, file, &path, entry, leader, &naming, &unchecked);
             links.push(ResolvedLink {
                 leader,
                 leader_name: entry.leader.clone(),
@@ -521,6 +596,8 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         sim,
         sim_remote: sim_section.remote.clone(),
         journal,
+        ctrader: ctrader_sessions.into_values().collect(),
+        metatrader,
         digest,
         secrets: engine.secrets.clone(),
         markets,
@@ -627,16 +704,19 @@ fn resolve_account(
     profiles: &BTreeMap<String, RiskLimits>,
 ) -> Option<ResolvedAccount> {
     let before = errors.list.len();
-    if entry.platform != Platform::Sim {
-        errors.at(
-            file,
-            &path.key("platform"),
-            format!("platform `{}` has no connector in this build yet; only `sim` accounts can run", entry.platform),
-        );
-    }
-    if !entry.balance.is_positive() {
-        errors.at(file, &path.key("balance"), format!("must be positive, got {}", entry.balance));
-    }
+    let simulated = entry.platform == Platform::Sim;
+    let balance = match entry.balance {
+        Some(balance) if simulated && !balance.is_positive() => {
+            errors.at(file, &path.key("balance"), format!("must be positive, got {balance}"));
+            balance
+        }
+        Some(balance) => balance,
+        None if simulated => {
+            errors.at(file, path, "a simulated account needs a starting `balance`");
+            Money::ZERO
+        }
+        None => Money::ZERO,
+    };
     let risk = match &entry.risk {
         Some(name) => match profiles.get(name) {
             Some(limits) => *limits,
@@ -757,12 +837,18 @@ fn resolve_account(
         id: AccountId::from_name(&entry.name),
         name: entry.name.clone(),
         platform: entry.platform,
+        venue: Venue::Sim,
         mode: entry.mode,
-        currency: entry.currency.clone(),
-        balance: entry.balance,
+        currency: match &entry.currency {
+            Some(currency) => currency.clone(),
+            None if simulated => "USD".into(),
+            None => String::new(),
+        },
+        balance,
         risk,
         risk_profile: entry.risk.clone(),
         instruments,
+        instruments_listed: entry.instruments.is_some(),
         autotrade,
         paused: entry.paused,
         credentials: entry.credentials.clone(),
@@ -776,6 +862,7 @@ fn link_rules(
     entry: &LinkEntry,
     leader: Origin,
     naming: &BTreeMap<String, (String, String, BTreeSet<Symbol>)>,
+    unchecked: &BTreeSet<String>,
 ) -> LinkRules {
     let sizing = path.key("sizing");
     let positive = |ratio: Ratio| ratio.is_positive();
@@ -824,7 +911,7 @@ fn link_rules(
         naming.get(&entry.leader).map_or((String::new(), String::new()), |(p, s, _)| (p.clone(), s.clone()));
     let (follower_prefix, follower_suffix, follower_symbols) = naming.get(&entry.follower).cloned().unwrap_or_default();
     for (leader_symbol, mapped) in &entry.symbol_map {
-        if !follower_symbols.contains(&mapped.symbol) {
+        if !unchecked.contains(&entry.follower) && !follower_symbols.contains(&mapped.symbol) {
             errors.at(
                 file,
                 &path.key("symbol_map").key(leader_symbol.as_str()),

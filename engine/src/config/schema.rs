@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::account::RiskLimits;
 use crate::runtime::FanoutEncoding;
+use crate::secrets::CredentialRef;
 use crate::telemetry::LoggingSettings;
 
 /// One file. Every section is optional; sections of included files are merged.
@@ -26,6 +27,12 @@ pub struct RawFile {
     pub sim: Option<SimSection>,
     /// Durable state.
     pub storage: Option<StorageSection>,
+    /// Connector timeouts.
+    pub connector: Option<ConnectorSection>,
+    /// cTrader Open API connections, by session name.
+    pub ctrader: BTreeMap<String, CtraderEntry>,
+    /// The MetaTrader bridge the terminals' EAs dial.
+    pub metatrader: Option<MetatraderSection>,
     /// The instrument catalog, by canonical symbol.
     pub instruments: BTreeMap<String, InstrumentEntry>,
     /// Named risk profiles.
@@ -119,6 +126,59 @@ impl Default for SimSection {
             remote: None,
         }
     }
+}
+
+/// `[connector]`: how patient the engine is with brokers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectorSection {
+    /// Longest wait for an account to connect and load its state at start (and to connect
+    /// again after a drop), ms. A cTrader session authorising a hundred accounts within
+    /// cTrader's 50 requests per second needs about 20 s.
+    pub boot_timeout_ms: u64,
+}
+
+impl Default for ConnectorSection {
+    fn default() -> Self {
+        Self { boot_timeout_ms: 60_000 }
+    }
+}
+
+/// `[ctrader.<session>]`: one cTrader Open API application connection, shared by the accounts
+/// that name it. Every credential is a reference (`secret:<name>` or `env:<VAR>`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtraderEntry {
+    /// `demo`, `live` (Spotware's endpoints) or `host:port` (a proxy or a simulator).
+    pub endpoint: String,
+    /// The application's client id.
+    pub client_id: CredentialRef,
+    /// The application's client secret.
+    pub client_secret: CredentialRef,
+    /// The OAuth access token that grants the accounts.
+    pub access_token: CredentialRef,
+    /// Its refresh token, so the session can renew an expired access token by itself.
+    pub refresh_token: Option<CredentialRef>,
+    /// A PEM file of the certificates to trust instead of the public roots (a simulator's or
+    /// a proxy's private CA).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry (default: the endpoint's host).
+    pub server_name: Option<String>,
+}
+
+/// `[metatrader]`: the bridge that the MetaTrader terminals' Expert Advisors dial.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetatraderSection {
+    /// Address to listen on (`0.0.0.0:5200`).
+    pub listen: String,
+    /// PEM file of the bridge's certificate chain (leaf first).
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM file of its private key.
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Accept plain TCP on an address other than loopback (or beside TLS).
+    #[serde(default)]
+    pub allow_plain: bool,
 }
 
 /// `[storage]`: the journal (sled) and, with `DATABASE_URL` set, Postgres.
@@ -269,14 +329,15 @@ pub struct AccountEntry {
     /// Netting or hedging.
     #[serde(default)]
     pub mode: AccountMode,
-    /// Starting balance (simulated accounts).
-    pub balance: Money,
-    /// Currency.
-    #[serde(default = "default_currency")]
-    pub currency: String,
+    /// Starting balance (simulated accounts only: a broker reports its own).
+    pub balance: Option<Money>,
+    /// Currency (simulated accounts only; default USD).
+    pub currency: Option<String>,
     /// Risk profile name.
     pub risk: Option<String>,
-    /// Catalog symbols it trades (default: all).
+    /// Catalog symbols it trades (default: all). A broker account trades what its broker
+    /// reports once connected; listed here, they are what it trades if it is offline at start
+    /// (and what `mirror-engine simulate` lists for it).
     pub instruments: Option<Vec<Symbol>>,
     /// The broker's symbol prefix (`m` in `mEURUSD`).
     #[serde(default)]
@@ -284,22 +345,27 @@ pub struct AccountEntry {
     /// The broker's symbol suffix (`.r` in `EURUSD.r`).
     #[serde(default)]
     pub symbol_suffix: String,
-    /// Per-instrument spec changes, by catalog symbol.
+    /// Per-instrument spec changes, by catalog symbol (simulated accounts only).
     #[serde(default)]
     pub overrides: BTreeMap<String, SpecOverride>,
-    /// Trade on its own.
+    /// Trade on its own: the in-process simulated broker does it for a `sim` account,
+    /// `mirror-engine simulate` for a simulated cTrader or MetaTrader account; `run` never
+    /// trades a broker account by itself.
     pub autotrade: Option<AutoTradeEntry>,
     /// Start paused (no new opens copied to it).
     #[serde(default)]
     pub paused: bool,
     /// The broker login's password or API key, by reference: `secret:<name>` (in the
     /// encrypted store, `mirror-engine secrets`) or `env:<VAR>`. Never the value itself.
+    /// For `mt4`/`mt5`: the terminal's token (the EA's `Token` input).
     #[serde(default)]
-    pub credentials: Option<crate::secrets::CredentialRef>,
-}
-
-fn default_currency() -> String {
-    "USD".into()
+    pub credentials: Option<CredentialRef>,
+    /// For `ctrader`: the `[ctrader.<session>]` the account trades through.
+    pub ctrader: Option<String>,
+    /// For `ctrader`: its `ctidTraderAccountId`.
+    pub ctrader_account: Option<i64>,
+    /// For `mt4`/`mt5`: the only login the terminal's token is accepted from.
+    pub login: Option<u64>,
 }
 
 /// `[[links]]`: a leader (account or source) copied to a follower account, with rules.

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::config::{CtraderEndpoint, Venue};
 
 const BASE: &str = r#"
 [engine]
@@ -183,9 +184,9 @@ follower = "leader"
 
 #[test]
 fn bad_accounts_and_instruments_are_located() {
-    let error = one_error("\n[[accounts]]\nname = \"x\"\nplatform = \"ctrader\"\nbalance = 1\n");
+    let error = one_error("\n[[accounts]]\nname = \"x\"\nplatform = \"dxtrade\"\n");
     assert_eq!(error.field, "accounts[2].platform");
-    assert!(error.reason.contains("no connector in this build yet"));
+    assert!(error.reason.contains("no connector in this build yet"), "{error}");
 
     let error = one_error("\n[[accounts]]\nname = \"leader\"\nplatform = \"sim\"\nbalance = 1\n");
     assert_eq!(error.field, "accounts[2].name");
@@ -215,4 +216,256 @@ fn nan_and_infinite_numbers_are_refused() {
     assert!(error.reason.contains("expected a finite number"), "{error}");
     let error = one_error("\n[[links]]\nleader = \"leader\"\nfollower = \"follower\"\nmax_qty = inf\n");
     assert!(error.reason.contains("expected a finite number"), "{error}");
+}
+
+const PLATFORMS: &str = r#"
+[connector]
+boot_timeout_ms = 30000
+
+[ctrader.main]
+endpoint = "127.0.0.1:5035"
+client_id = "env:CT_CLIENT_ID"
+client_secret = "secret:ct.client_secret"
+access_token = "env:CT_ACCESS_TOKEN"
+refresh_token = "env:CT_REFRESH_TOKEN"
+ca_file = "data/ctrader-ca.pem"
+server_name = "localhost"
+
+[ctrader.spotware]
+endpoint = "demo"
+client_id = "env:CT2_CLIENT_ID"
+client_secret = "env:CT2_CLIENT_SECRET"
+access_token = "env:CT2_ACCESS_TOKEN"
+
+[metatrader]
+listen = "127.0.0.1:5200"
+
+[[accounts]]
+name = "ct-a"
+platform = "ctrader"
+ctrader = "main"
+ctrader_account = 1001
+
+[[accounts]]
+name = "ct-b"
+platform = "ctrader"
+ctrader = "spotware"
+ctrader_account = 1001
+instruments = ["EURUSD"]
+
+[[accounts]]
+name = "mt5-a"
+platform = "mt5"
+mode = "hedging"
+credentials = "env:MT5_A_TOKEN"
+login = 51234567
+
+[[accounts]]
+name = "mt4-a"
+platform = "mt4"
+credentials = "secret:mt4-a.token"
+"#;
+
+fn check_platforms(extra: &str) -> Result<Resolved, ConfigErrors> {
+    check(&format!("{PLATFORMS}{extra}"))
+}
+
+/// Every error of `extra` after the platforms base, as `line:col: field: reason` lines.
+fn platform_errors(extra: &str) -> Vec<String> {
+    let errors = check_platforms(extra).expect_err("config must be refused");
+    errors.0.iter().map(|e| e.to_string().trim_start_matches("config/test.toml:").to_owned()).collect()
+}
+
+fn platforms_line_of(extra: &str, needle: &str) -> usize {
+    line_of(&format!("{PLATFORMS}{extra}"), needle)
+}
+
+#[test]
+fn platform_sections_and_accounts_resolve() {
+    let resolved =
+        check_platforms("\n[[links]]\nleader = \"leader\"\nfollower = \"ct-a\"\nsymbol_map = { ES = \"ES.x\" }\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resolved.connector.boot_timeout, std::time::Duration::from_secs(30));
+    let names: Vec<&str> = resolved.ctrader.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["main", "spotware"]);
+    let main = &resolved.ctrader[0];
+    assert_eq!(main.endpoint, CtraderEndpoint::Address { host: "127.0.0.1".into(), port: 5035 });
+    assert_eq!(main.access_token, crate::secrets::CredentialRef::Env("CT_ACCESS_TOKEN".into()));
+    assert_eq!(main.client_secret, crate::secrets::CredentialRef::Secret("ct.client_secret".into()));
+    assert_eq!(main.server_name.as_deref(), Some("localhost"));
+    assert_eq!(resolved.ctrader[1].endpoint.to_string(), "demo.ctraderapi.com:5035");
+    let bridge = resolved.metatrader.as_ref().unwrap();
+    assert_eq!(
+        (bridge.listen.to_string().as_str(), bridge.tls.is_none(), bridge.allow_plain),
+        ("127.0.0.1:5200", true, true)
+    );
+    let account = |name: &str| resolved.accounts.iter().find(|a| a.name == name).unwrap();
+    assert_eq!(account("ct-a").venue, Venue::Ctrader { session: "main".into(), ctid_trader_account_id: 1001 });
+    assert!(!account("ct-a").instruments_listed);
+    assert!(account("ct-b").instruments_listed);
+    assert_eq!(account("mt5-a").venue, Venue::MetaTrader { login: Some(51234567) });
+    assert_eq!(account("mt4-a").credentials, Some(crate::secrets::CredentialRef::Secret("mt4-a.token".into())));
+    assert_eq!((account("mt4-a").balance, account("mt4-a").currency.as_str()), (mirror_model::Money::ZERO, ""));
+    assert_eq!(account("leader").venue, Venue::Sim);
+}
+
+#[test]
+fn platform_mistakes_are_all_reported_with_their_lines() {
+    let extra = r#"
+[ctrader.unused]
+endpoint = "somewhere"
+client_id = "env:X_ID"
+client_secret = "env:X_SECRET"
+access_token = "env:X_TOKEN"
+
+[[accounts]]
+name = "ct-no-keys"
+platform = "ctrader"
+
+[[accounts]]
+name = "ct-ghost"
+platform = "ctrader"
+ctrader = "ghost"
+ctrader_account = 7
+
+[[accounts]]
+name = "ct-twin"
+platform = "ctrader"
+ctrader = "main"
+ctrader_account = 1001
+balance = 5000
+credentials = "env:NOT_USED"
+
+[[accounts]]
+name = "mt5-no-token"
+platform = "mt5"
+ctrader_account = 3
+
+[[accounts]]
+name = "mt4-shared"
+platform = "mt4"
+credentials = "env:MT5_A_TOKEN"
+
+[[accounts]]
+name = "sim-with-ctid"
+platform = "sim"
+balance = 1000
+ctrader_account = 9
+"#;
+    let errors = platform_errors(extra);
+    let at = |needle: &str| platforms_line_of(extra, needle);
+    let expected = [
+        format!(
+            "{}:12: ctrader.unused.endpoint: must be `demo`, `live` or host:port, got `somewhere`",
+            at("endpoint = \"somewhere\"")
+        ),
+        format!(
+            "{}:1: accounts[6]: a cTrader account needs `ctrader = \"<session>\"`, the [ctrader.<session>] \
+             connection it \
+             trades through (defined: main, spotware, unused)",
+            at("name = \"ct-no-keys\"") - 1
+        ),
+        format!(
+            "{}:1: accounts[6]: a cTrader account needs `ctrader_account = <ctidTraderAccountId>` (the id the Open API \
+             lists for the access token, not the login)",
+            at("name = \"ct-no-keys\"") - 1
+        ),
+        format!(
+            "{}:11: accounts[7].ctrader: no [ctrader.ghost] section (defined: main, spotware, unused)",
+            at("ctrader = \"ghost\"")
+        ),
+        format!(
+            "{}:11: accounts[8].balance: `balance` is for simulated accounts: a ctrader account's broker reports \
+             its own",
+            at("balance = 5000")
+        ),
+        format!(
+            "{}:15: accounts[8].credentials: a cTrader account is authorised by its session's access_token \
+             ([ctrader.<session>]); `credentials` is not used",
+            at("credentials = \"env:NOT_USED\"")
+        ),
+        format!(
+            "{}:19: accounts[8].ctrader_account: ctidTraderAccountId 1001 on 127.0.0.1:5035 is already account `ct-a`",
+            at("name = \"ct-twin\"") + 3
+        ),
+        format!(
+            "{}:19: accounts[9].ctrader_account: `ctrader_account` is for ctrader accounts; this one is mt5",
+            at("ctrader_account = 3")
+        ),
+        format!(
+            "{}:1: accounts[9]: an mt5 account needs `credentials = \"secret:<name>\"` or `\"env:<VAR>\"`: its \
+             terminal's \
+             token (the EA's Token input, at least 16 characters)",
+            at("name = \"mt5-no-token\"") - 1
+        ),
+        format!(
+            "{}:15: accounts[10].credentials: account `mt5-a` uses the same token (env:MT5_A_TOKEN); each terminal \
+             needs its own",
+            at("name = \"mt4-shared\"") + 2
+        ),
+        format!(
+            "{}:19: accounts[11].ctrader_account: `ctrader_account` is for ctrader accounts; this one is sim",
+            at("ctrader_account = 9")
+        ),
+        format!("{}:1: ctrader.unused: no account trades through cTrader session `unused`", at("[ctrader.unused]")),
+    ];
+    for line in &expected {
+        assert!(errors.contains(line), "missing\n  {line}\namong\n  {}", errors.join("\n  "));
+    }
+    assert_eq!(errors.len(), expected.len(), "{}", errors.join("\n"));
+}
+
+#[test]
+fn the_bridge_and_timeouts_are_checked() {
+    let without_bridge = PLATFORMS.replace("[metatrader]\nlisten = \"127.0.0.1:5200\"\n", "");
+    let errors = check(&without_bridge).unwrap_err();
+    assert!(
+        errors.0.iter().any(|e| e.field == "accounts[4].platform"
+            && e.reason.starts_with("mt5 accounts trade through the MetaTrader bridge")),
+        "{errors}"
+    );
+
+    let open = PLATFORMS.replace("listen = \"127.0.0.1:5200\"", "listen = \"0.0.0.0:5200\"");
+    let error = check(&open).unwrap_err().0.remove(0);
+    assert_eq!(error.field, "metatrader.listen");
+    assert!(error.reason.contains("give tls_cert and tls_key, or allow_plain = true"), "{error}");
+    let allowed = open.replace("listen = \"0.0.0.0:5200\"", "listen = \"0.0.0.0:5200\"\nallow_plain = true");
+    assert!(check(&allowed).is_ok());
+    let half = open.replace("listen = \"0.0.0.0:5200\"", "listen = \"0.0.0.0:5200\"\ntls_cert = \"bridge.pem\"");
+    let errors = check(&half).unwrap_err();
+    assert!(
+        errors.0.iter().any(|e| e.field == "metatrader.tls_cert" && e.reason.starts_with("needs tls_key")),
+        "{errors}"
+    );
+    let tls = open
+        .replace("listen = \"0.0.0.0:5200\"", "listen = \"0.0.0.0:5200\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"");
+    let bridge = check(&tls).unwrap().metatrader.unwrap();
+    assert_eq!((bridge.tls.is_some(), bridge.allow_plain), (true, false));
+    let named = PLATFORMS.replace("listen = \"127.0.0.1:5200\"", "listen = \"mirror.example.com:5200\"");
+    assert!(check(&named).unwrap_err().0[0].reason.starts_with("must be an IP address and port"));
+
+    let unused = "\n[metatrader]\nlisten = \"127.0.0.1:5200\"\n";
+    let error = one_error(unused);
+    assert_eq!((error.field.as_str(), error.reason.as_str()), ("metatrader", "no mt4 or mt5 account uses the bridge"));
+
+    let error = one_error("\n[connector]\nboot_timeout_ms = 10\n");
+    assert_eq!(error.field, "connector.boot_timeout_ms");
+    assert_eq!(error.reason, "must be at least 1000 ms, got 10");
+    assert_eq!(check("").unwrap().connector.boot_timeout, std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn a_credential_written_in_the_clear_is_refused_without_repeating_it() {
+    let text = PLATFORMS.replace("access_token = \"env:CT_ACCESS_TOKEN\"", "access_token = \"eyJhbGciOi-very-secret\"");
+    let error = check(&text).unwrap_err().0.remove(0);
+    assert_eq!(error.field, "ctrader.main.access_token");
+    assert_eq!(error.position.unwrap().0, line_of(&text, "access_token = \"eyJ"));
+    assert!(error.reason.contains("plain-text credentials are not accepted"), "{error}");
+    assert!(!error.to_string().contains("very-secret"), "{error}");
+
+    let error = one_error("\n[[accounts]]\nname = \"x\"\nplatform = \"sim\"\n");
+    assert_eq!(
+        (error.field.as_str(), error.reason.as_str()),
+        ("accounts[2]", "a simulated account needs a starting `balance`")
+    );
 }

@@ -29,7 +29,7 @@ use std::path::PathBuf;
 
 pub(crate) use key::fill_random;
 pub use key::{MASTER_KEY_LEN, MasterKey};
-pub use secret::{CredentialRef, Secret};
+pub use secret::{CredentialRef, CredentialVars, Secret};
 pub use store::{MAX_SECRETS, MAX_VALUE_BYTES, SecretInfo, SecretStore};
 
 /// Environment variable holding the master key itself (64 hex digits, or standard base64 of 32 bytes).

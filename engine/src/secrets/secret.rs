@@ -97,7 +97,49 @@ pub enum CredentialRef {
     Env(String),
 }
 
+/// Values for `env:` credential references, read instead of the process environment: for
+/// tests, and for programs that embed the engine and hold credentials themselves. `Debug`
+/// shows the variables' names, never their values.
+#[derive(Clone, Default)]
+pub struct CredentialVars(std::collections::BTreeMap<String, Zeroizing<String>>);
+
+impl CredentialVars {
+    /// No variables.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// These variables and `var` = `value`.
+    pub fn with(mut self, var: &str, value: &str) -> Self {
+        self.0.insert(var.to_owned(), Zeroizing::new(value.to_owned()));
+        self
+    }
+}
+
+impl fmt::Debug for CredentialVars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CredentialVars").field(&self.0.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
 impl CredentialRef {
+    /// Like [`CredentialRef::resolve`], with `env:` variables read from `vars` instead of the
+    /// process environment when `vars` is given.
+    pub fn resolve_with(
+        &self,
+        store: Option<&SecretStore>,
+        vars: Option<&CredentialVars>,
+    ) -> Result<Secret, SecretsError> {
+        match (self, vars) {
+            (CredentialRef::Env(var), Some(vars)) => match vars.0.get(var) {
+                Some(value) if value.is_empty() => Err(SecretsError::EmptyValue { name: format!("env:{var}") }),
+                Some(value) => Ok(Secret::new(value.as_str().to_owned())),
+                None => Err(SecretsError::EnvNotSet { var: var.clone() }),
+            },
+            _ => self.resolve(store),
+        }
+    }
+
     /// The clear value: from the store for `secret:` (which must be given), from the process
     /// environment for `env:`. An empty environment variable is refused as a mistake.
     pub fn resolve(&self, store: Option<&SecretStore>) -> Result<Secret, SecretsError> {

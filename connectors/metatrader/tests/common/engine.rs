@@ -29,6 +29,7 @@ pub fn id(name: &str) -> AccountId {
 pub async fn start(bridge: &MtBridge, names: &[String], links: Vec<(String, String, LinkRules)>) -> Running {
     let settings = ConnectorSettings {
         call_timeout: Duration::from_secs(5),
+        boot_timeout: Duration::from_secs(5),
         reconnect_min: Duration::from_millis(100),
         reconnect_max: Duration::from_secs(1),
     };
