@@ -6,6 +6,7 @@
 //! - [`config`]: TOML configuration with precise errors.
 //! - [`app`]: a running Mirror assembled from a configuration, on the simulated broker, cTrader
 //!   and MetaTrader.
+//! - [`gateway`]: the QUIC gateway for `mirror-sdk` and the desktop apps.
 //! - [`telemetry`]: counters, latency histograms, the status line and logs.
 
 #![warn(missing_docs)]
@@ -15,6 +16,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod connectors;
+pub mod gateway;
 pub mod journal;
 pub(crate) mod platforms;
 pub mod replay;

@@ -3,7 +3,7 @@
 use super::*;
 
 impl AccountActor {
-    pub(super) fn on_control(&mut self, control: Control, out: &mut Vec<Action>) {
+    pub(super) fn on_control(&mut self, now: Now, control: Control, out: &mut Vec<Action>) {
         match control {
             Control::Pause | Control::Resume => {
                 self.paused = control == Control::Pause;
@@ -32,6 +32,10 @@ impl AccountActor {
                 self.risk.reset();
                 audit(out, None, AuditEvent::Mode { mode: self.risk.mode });
             }
+            Control::CloseCopy { id, origin, leader } => {
+                self.on_targeted(now, id, origin, SignalAction::Close { leader }, out)
+            }
+            Control::CopyOpen { id, origin, open } => self.on_targeted(now, id, origin, SignalAction::Open(open), out),
             Control::Restarted => {
                 let mut submitted: Vec<ClientOrderId> = self
                     .orders
@@ -50,6 +54,26 @@ impl AccountActor {
                 }
             }
         }
+    }
+
+    /// A signal for this account alone, handled exactly as the same signal on its link
+    /// would be (filters, sizing, risk), dated now.
+    fn on_targeted(&mut self, now: Now, id: SignalId, origin: Origin, action: SignalAction, out: &mut Vec<Action>) {
+        let Some(link) = self.inbound.iter().find(|i| i.link.origin == origin).map(|i| i.link.link) else {
+            audit(out, Some(id), AuditEvent::Skipped { action: action.name().into(), reason: SkipReason::NoCopy });
+            return;
+        };
+        let signal = SignalView {
+            id,
+            origin,
+            created_unix_ms: now.unix_ms,
+            accepted_mono_ns: now.mono_ns,
+            leader_balance: None,
+            leader_equity: None,
+            action,
+            note: "",
+        };
+        self.on_signal(now, &signal, link, out);
     }
 
     pub(super) fn flatten(&mut self, id: SignalId, reason: FlattenReason, freeze: bool, out: &mut Vec<Action>) {

@@ -171,6 +171,26 @@ pub enum Control {
     /// The engine restarted: orders handed to the connector before it stopped, with no
     /// outcome yet, are in flight with an unknown outcome until reconciliation looks them up.
     Restarted,
+    /// Close this account's copy of one leader position (or source position), as a close
+    /// signal would, but on this account alone (a pair unwound on one follower).
+    CloseCopy {
+        /// Numbers the closing orders.
+        id: SignalId,
+        /// The leader or source.
+        origin: Origin,
+        /// Its position.
+        leader: LeaderRef,
+    },
+    /// Copy this open to this account alone, sized by its link's rules as the original was
+    /// (a pair's missing leg sent again to one follower).
+    CopyOpen {
+        /// Numbers the order.
+        id: SignalId,
+        /// The leader or source.
+        origin: Origin,
+        /// The open.
+        open: OpenSignal,
+    },
 }
 
 /// Finished orders remembered (with their final status) so that a late broker message about
@@ -682,7 +702,7 @@ impl AccountActor {
             Input::Event(event) => self.on_event(now, event, out),
             Input::Outcome(outcome) => self.on_outcome(outcome, out),
             Input::NotSent(command) => self.on_not_sent(command, out),
-            Input::Control(control) => self.on_control(control, out),
+            Input::Control(control) => self.on_control(now, control, out),
             Input::Lookups(lookups) => self.on_lookups(now, *lookups, out),
             Input::Repair(repair) => self.on_repair(now, *repair, out),
         }

@@ -949,3 +949,33 @@ fn a_close_that_never_reached_the_broker_is_sent_again_under_its_own_id() {
     feed(&mut actor, position_event(70, Side::Buy, "2", PositionChange::Closed { closed: q("2") }));
     assert_eq!((actor.summary().legs, actor.summary().positions), (0, 0));
 }
+
+#[test]
+fn targeted_controls_close_or_open_one_copy_on_this_account_alone() {
+    let mut actor = actor(LinkRules::default());
+    opened(&mut actor, "2");
+    let close = Control::CloseCopy { id: SignalId(9), origin: LEADER, leader: LeaderRef(7) };
+    assert_eq!(
+        commands(&feed(&mut actor, Input::Control(close))),
+        vec![Command::Close(CloseRequest {
+            client_id: ClientOrderId::new(SignalId(9), ME, 1),
+            position: PositionId(70),
+            symbol: sym("EURUSD"),
+            qty: q("2"),
+        })]
+    );
+    // An open for this account alone, sized by its link as the signal itself would be.
+    let SignalAction::Open(open) = open(8, Side::Sell, "1") else { panic!("an open") };
+    let out = feed(&mut actor, Input::Control(Control::CopyOpen { id: SignalId(10), origin: LEADER, open }));
+    assert!(
+        matches!(commands(&out)[..], [Command::Place(request)]
+            if request.client_id == ClientOrderId::new(SignalId(10), ME, 0) && request.qty == q("1")),
+        "{out:?}"
+    );
+    // From an origin this account does not follow: skipped, nothing sent.
+    let stranger =
+        Control::CloseCopy { id: SignalId(11), origin: Origin::Account(AccountId(99)), leader: LeaderRef(7) };
+    let out = feed(&mut actor, Input::Control(stranger));
+    assert!(commands(&out).is_empty());
+    assert_eq!(skips(&out), vec![SkipReason::NoCopy]);
+}

@@ -20,7 +20,9 @@ use crate::account::{
 use crate::clock::{Clock, SystemClock};
 use crate::journal::{AdminAction, AdminRecord, Journal, JournalError, Recovery};
 use crate::router::{CopyMap, LinkSpec, MapError, Target};
-use crate::telemetry::{Counter, FanoutDone, OUTSIDE_SLOT, Stats, StatsSnapshot, TelemetryMsg, TelemetrySink};
+use crate::telemetry::{
+    AuditFeed, Counter, FanoutDone, OUTSIDE_SLOT, Stats, StatsSnapshot, TelemetryMsg, TelemetrySink,
+};
 pub use restore::{ReplayStats, Verification, replay_journal};
 use shard::Shard;
 
@@ -692,6 +694,53 @@ impl EngineHandle {
             }
         }
         Ok(id)
+    }
+
+    /// Checks what [`EngineHandle::submit`] would check (origin, symbol, quantities, prices,
+    /// SL/TP sides, note), without sending anything: the two legs of a pair are both checked
+    /// before either is fanned out.
+    pub fn precheck(&self, origin: Origin, action: SignalAction, note: &str) -> Result<(), SubmitError> {
+        let signal = Signal {
+            id: SignalId(0),
+            origin,
+            created_unix_ms: 0,
+            accepted_mono_ns: 0,
+            leader_balance: None,
+            leader_equity: None,
+            action,
+            note: note.to_owned(),
+        };
+        self.check(&signal)
+    }
+
+    /// The accounts that copy `origin` directly, in the copy map's order.
+    pub fn followers(&self, origin: Origin) -> Vec<AccountId> {
+        let links = self.shared.map.links();
+        let mut followers: Vec<AccountId> = self
+            .shared
+            .map
+            .fanout(&origin)
+            .iter()
+            .flat_map(|group| group.targets.iter())
+            .filter_map(|target| links.get(target.link.0 as usize).map(|link| link.follower))
+            .collect();
+        let order: FxHashMap<AccountId, usize> =
+            self.shared.map.accounts().iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        followers.sort_by_key(|id| order.get(id).copied().unwrap_or(usize::MAX));
+        followers.dedup();
+        followers
+    }
+
+    /// A fresh signal id (to number the orders of a [`Control::CloseCopy`] or
+    /// [`Control::CopyOpen`]).
+    pub fn next_signal_id(&self) -> SignalId {
+        self.shared.ids.next()
+    }
+
+    /// The audit records as telemetry receives them (durable ones, when journaling), for
+    /// subscribers; `None` when the engine was built without telemetry.
+    pub fn audit_feed(&self) -> Option<AuditFeed> {
+        self.shared.telemetry.as_ref().map(|telemetry| telemetry.feed.clone())
     }
 
     fn check(&self, signal: &Signal) -> Result<(), SubmitError> {

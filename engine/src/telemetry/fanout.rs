@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use mirror_model::{AccountId, SignalId, SkipReason};
 use rustc_hash::FxHashMap;
 
-use super::{AuditRecord, Stats, TelemetryBatch, TelemetryMsg};
+use super::{AuditFeed, AuditRecord, Stats, TelemetryBatch, TelemetryMsg};
 use crate::account::AuditEvent;
 
 /// One shard finished its part of a signal's fan-out: every follower order it made is in its
@@ -122,6 +122,8 @@ pub struct TelemetrySink {
     pub sender: flume::Sender<TelemetryMsg>,
     /// Emptied audit buffers, for reuse.
     pub pool: flume::Receiver<Vec<AuditRecord>>,
+    /// Subscribers to the audit records the thread receives.
+    pub feed: AuditFeed,
 }
 
 impl TelemetrySink {
@@ -151,6 +153,11 @@ impl TelemetryHandle {
         *self.latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The audit records the thread receives, for subscribers (the gateway's state streams).
+    pub fn feed(&self) -> AuditFeed {
+        self.sink.feed.clone()
+    }
+
     /// Stops the thread once it has handled everything sent before.
     pub fn stop(mut self) {
         let _ = self.sink.sender.send(TelemetryMsg::Stop);
@@ -173,14 +180,16 @@ pub fn spawn_telemetry(
     let (returned, pool) = flume::bounded(POOLED_BUFFERS);
     let latency = Arc::new(Mutex::new(LatencySummary::default()));
     let published = Arc::clone(&latency);
+    let feed = AuditFeed::new(Arc::clone(&latency));
+    let thread_feed = feed.clone();
     let thread = std::thread::Builder::new()
         .name("mirror-telemetry".into())
         .spawn(move || {
             cores.pin_io(0);
-            run(receiver, returned, names, stats, window, published);
+            run(receiver, returned, names, stats, window, published, thread_feed);
         })
         .expect("spawn the telemetry thread");
-    TelemetryHandle { sink: TelemetrySink { sender, pool }, latency, thread: Some(thread) }
+    TelemetryHandle { sink: TelemetrySink { sender, pool, feed }, latency, thread: Some(thread) }
 }
 
 fn run(
@@ -190,6 +199,7 @@ fn run(
     _stats: Arc<Stats>,
     window: Duration,
     published: Arc<Mutex<LatencySummary>>,
+    feed: AuditFeed,
 ) {
     let start = Instant::now();
     let mut fanout = LatencyWindow::new(window);
@@ -218,6 +228,7 @@ fn run(
                     for record in &audits {
                         log_audit(record, &names);
                     }
+                    feed.publish(&audits);
                     audits.clear();
                     // Back to the pool; when the pool is full the buffer is freed.
                     let _ = returned.try_send(audits);

@@ -8,6 +8,7 @@
 //! a shard does not allocate for them once warm.
 
 mod fanout;
+mod feed;
 mod logging;
 mod status;
 
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use mirror_model::{AccountId, SKIP_CATEGORIES, SignalId, SkipCategory};
 
 pub use fanout::{FanoutDone, LatencySummary, LatencyWindow, TelemetryHandle, TelemetrySink, spawn_telemetry};
+pub use feed::{AuditBatch, AuditFeed, AuditSubscription};
 pub use logging::{LogGuard, LoggingSettings, init_logging};
 pub use status::{Console, ConsoleWriter, PostgresGauge, StatusLine};
 

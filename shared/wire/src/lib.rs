@@ -4,8 +4,52 @@
 //! reference count: every follower, the journal and the network read the same bytes in place.
 //! [`SharedSignal`] is the only way to hold such bytes, so the one `unsafe` read below is
 //! always of bytes that passed validation.
+//!
+//! - [`proto`]: the gateway protocol (QUIC) the SDK and the desktop apps speak.
+//! - Frames ([`encode_frame`], [`FrameDecoder`]): length-prefixed rkyv messages, size-capped
+//!   and validated with bytecheck on receipt, with typed errors ([`FrameError`]).
 
 #![warn(missing_docs)]
+
+mod frame;
+mod messages;
+
+pub mod proto {
+    //! The gateway protocol (QUIC, ALPN [`ALPN`]): what the SDK and the desktop apps say to the
+    //! engine and what it answers.
+    //!
+    //! - The client opens a bidirectional stream and sends [`Hello`] (protocol version and
+    //!   token) as the connection's first frame; the server answers [`HelloReply`]. Without a
+    //!   valid token the server closes the connection: no session, no other stream is read.
+    //! - Then every command is one [`Request`] on a bidirectional stream of its own, answered by
+    //!   one or more [`Response`] frames (a pair gets `PairAccepted`, later `PairOutcome`). A
+    //!   malformed frame closes only its stream, with a [`Response::Error`] naming what was wrong.
+    //! - [`Request::Subscribe`] turns its stream into a state stream: the server sends a
+    //!   [`StateFrame::Snapshot`] and then [`StateFrame::Deltas`] numbered without gaps. A client
+    //!   that reconnects sends the last number it holds and gets what followed it, or a fresh
+    //!   snapshot when that is no longer kept.
+    //!
+    //! Prices and quantities travel as raw fixed-point integers (10⁻⁸ units, as in
+    //! `mirror_model`), symbols as text; both are checked on receipt. The protocol's types are its
+    //! own (not the model's), so that the model can change without breaking the wire.
+
+    pub use crate::messages::{
+        ALPN, AccountState, CLIENT_FRAME_MAX, CLIENT_NAME_LEN_MAX, CONFIG_LEN_MAX, CopyState, CopyStatus, Delta,
+        DeltaEvent, Deltas, ERROR_LEN_MAX, ErrorCode, ErrorReply, FillState, FollowerPair, Hello, HelloReply,
+        LatencyStats, LegReport, LegStatus, LogLevel, LogLine, OrderState, OrderStatus, OrderTicket, OrderType,
+        PAIR_SETTLE_MS_MAX, PROTOCOL_VERSION, PairOutcome, PairPolicy, PairTicket, Percentiles, PositionState, Quote,
+        Request, Resolution, Response, ResumeFrom, Role, SERVER_FRAME_MAX, Side, Snapshot, SnapshotReason, StateFrame,
+        Subscribe, TOKEN_LEN_MAX, Tif, Welcome, close_code, stream_code, topics,
+    };
+
+    /// Archived forms of the messages (read in place after validation).
+    pub use crate::messages::{ArchivedRequest, ArchivedResponse, ArchivedStateFrame};
+}
+
+pub use frame::{
+    FRAME_HEADER_LEN, FrameDecoder, FrameError, Message, decode_aligned, decode_frame, decode_payload, encode_frame,
+    payload_buffer, payload_len,
+};
 
 use std::fmt;
 use std::sync::Arc;
