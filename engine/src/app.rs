@@ -1,5 +1,6 @@
 //! Assembling a running Mirror from a resolved configuration: the brokers and one connector
-//! per account ([`crate::platforms`]), the engine, the connector tasks, the auto-traders.
+//! per account ([`crate::platforms`]), the engine, the connector tasks, the auto-traders, and
+//! the QUIC gateway for `mirror-sdk` clients (`[gateway]`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,9 +15,11 @@ use tokio::task::JoinHandle;
 use crate::LinkId;
 use crate::account::{AccountSetup, Control};
 use crate::clock::Clock;
-use crate::config::{Resolved, Venue};
+use crate::config::{Resolved, ResolvedGateway, Venue};
 use crate::connectors::{AccountWiring, Boot, boot, reconcile_all, spawn_account_tasks};
+use crate::gateway::{ConfigService, Gateway, GatewaySettings, GatewayToken, spawn_gateway};
 use crate::journal::{AdminAction, AdminRecord, Journal, JournalSettings, Recovery};
+pub use crate::platforms::GatewayTokenOff;
 use crate::platforms::{AccountConnector, Credentials, Platforms};
 use crate::router::LinkSpec;
 use crate::runtime::{AccountView, ControlScope, CorePlan, Engine, EngineBuilder, EngineHandle};
@@ -72,24 +75,101 @@ pub struct Running {
     reconciliation: Option<JoinHandle<()>>,
     connector_tasks: Vec<JoinHandle<()>>,
     feed_tasks: Vec<JoinHandle<()>>,
+    /// The QUIC gateway (`[gateway]`), until the feeds halt.
+    gateway: Option<Gateway>,
+    gateway_addr: Option<SocketAddr>,
+    gateway_fingerprint: Option<String>,
+    gateway_off: Vec<GatewayTokenOff>,
     /// Account names by id.
     pub names: FxHashMap<AccountId, Arc<str>>,
     started: std::time::Instant,
 }
 
-/// Starts everything a configuration describes.
+/// Starts everything a configuration describes; the gateway last, once the engine runs.
 pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result<Running> {
-    let credentials = Credentials::resolve(resolved, options.credential_vars.as_ref())?;
+    let mut credentials = Credentials::resolve(resolved, options.credential_vars.as_ref())?;
+    let gateway_tokens = std::mem::take(&mut credentials.gateway);
+    let gateway_off = std::mem::take(&mut credentials.gateway_off);
     let (mut platforms, connectors) = Platforms::open(resolved, credentials).await?;
-    match assemble(resolved, options, &platforms, connectors).await {
-        Ok(mut running) => {
-            running.platforms = platforms;
-            Ok(running)
-        }
+    let mut running = match assemble(resolved, options, &platforms, connectors).await {
+        Ok(running) => running,
         Err(error) => {
             platforms.shutdown().await;
-            Err(error)
+            return Err(error);
         }
+    };
+    running.platforms = platforms;
+    if let Some(settings) = &resolved.gateway {
+        for off in &gateway_off {
+            tracing::info!(token = %off.token, reason = %off.reason, "gateway token left out (optional)");
+        }
+        match open_gateway(resolved, settings, gateway_tokens, &running.handle) {
+            Ok(gateway) => {
+                running.gateway_addr = Some(gateway.local_addr());
+                running.gateway_fingerprint = Some(gateway.cert_fingerprint().to_owned());
+                running.gateway = Some(gateway);
+                running.gateway_off = gateway_off;
+            }
+            Err(error) => {
+                running.stop().await;
+                return Err(error);
+            }
+        }
+    }
+    Ok(running)
+}
+
+/// Starts the QUIC gateway on the running engine.
+fn open_gateway(
+    resolved: &Resolved,
+    gateway: &ResolvedGateway,
+    tokens: Vec<GatewayToken>,
+    engine: &EngineHandle,
+) -> anyhow::Result<Gateway> {
+    let settings = GatewaySettings {
+        listen: gateway.listen,
+        identity: gateway.identity.clone(),
+        client_ca: gateway.client_ca.clone(),
+        tokens,
+        limits: gateway.limits.clone(),
+        config: Some(Arc::new(ConfigFiles::new(resolved))),
+    };
+    spawn_gateway(engine.clone(), settings).with_context(|| format!("the QUIC gateway on {}", gateway.listen))
+}
+
+/// The gateway's configuration service: `ReadConfig` answers the files in force as they were
+/// read at start. `ApplyConfig` is refused: the engine is built from one configuration and
+/// this build cannot swap its accounts and links while it runs.
+struct ConfigFiles {
+    text: String,
+}
+
+impl ConfigFiles {
+    fn new(resolved: &Resolved) -> Self {
+        let text = match resolved.texts.as_slice() {
+            [one] => one.clone(),
+            texts => resolved
+                .files
+                .iter()
+                .zip(texts)
+                .map(|(path, text)| format!("# ---- file: {} ----\n{text}", path.display()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        };
+        Self { text }
+    }
+}
+
+impl ConfigService for ConfigFiles {
+    fn read(&self) -> Result<String, String> {
+        Ok(self.text.clone())
+    }
+
+    fn apply(&self, _toml: &str, who: &str) -> Result<(), String> {
+        tracing::info!(who, "gateway: a configuration apply was refused (not supported in this build)");
+        Err("not supported in this build: edit the configuration file, check it with `mirror-engine check`, and \
+             restart Mirror"
+            .into())
     }
 }
 
@@ -306,6 +386,10 @@ async fn assemble(
         reconciliation: Some(reconciliation),
         connector_tasks,
         feed_tasks,
+        gateway: None,
+        gateway_addr: None,
+        gateway_fingerprint: None,
+        gateway_off: Vec::new(),
         names,
         started: std::time::Instant::now(),
     })
@@ -376,6 +460,22 @@ impl Running {
         self.platforms.bridge_thumbprint()
     }
 
+    /// The address the QUIC gateway listens on, with `[gateway]` (it stays known after the
+    /// gateway has closed).
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.gateway_addr
+    }
+
+    /// SHA-256 of the gateway's certificate, lower-case hex: what `mirror-sdk` clients pin.
+    pub fn gateway_fingerprint(&self) -> Option<&str> {
+        self.gateway_fingerprint.as_deref()
+    }
+
+    /// The optional gateway tokens left out at start, and why.
+    pub fn gateway_tokens_off(&self) -> &[GatewayTokenOff] {
+        &self.gateway_off
+    }
+
     /// Waits until the reconciliation of the start has gone through every account.
     pub async fn reconciled(&mut self) {
         if let Some(task) = self.reconciliation.take() {
@@ -417,17 +517,21 @@ impl Running {
         }
     }
 
-    /// Stops the auto-trading leaders and the price feed, then waits for the orders in flight
-    /// to finish, so that what follows sees a settled state.
+    /// Closes the gateway (its clients send nothing more), stops the auto-trading leaders and
+    /// the price feed, then waits for the orders in flight to finish, so that what follows
+    /// sees a settled state.
     pub async fn halt_feeds(&mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.shutdown().await;
+        }
         for task in self.feed_tasks.drain(..) {
             task.abort();
         }
         self.settle(Duration::from_millis(200), Duration::from_secs(3)).await;
     }
 
-    /// Halts the feeds ([`Running::halt_feeds`]), then stops the connector tasks, the shards,
-    /// the broker sessions and telemetry.
+    /// Halts the feeds ([`Running::halt_feeds`]: the gateway first), then stops the connector
+    /// tasks, the shards, the broker sessions and telemetry.
     ///
     /// Returns where the Postgres writer ended, when there was one.
     pub async fn stop(mut self) -> Option<PgStatus> {

@@ -132,6 +132,18 @@ fn run(path: &std::path::Path, duration: Option<Duration>) -> ExitCode {
                 None => println!("MetaTrader bridge on {addr} (plain TCP)"),
             }
         }
+        if let (Some(addr), Some(fingerprint)) = (running.gateway_addr(), running.gateway_fingerprint()) {
+            println!("gateway listening on {addr}, certificate fingerprint {fingerprint}");
+            if let Some(mirror_engine::gateway::Identity::Generated { dir, .. }) =
+                resolved.gateway.as_ref().map(|g| &g.identity)
+            {
+                let file = dir.join(mirror_engine::gateway::FINGERPRINT_FILE);
+                println!("  mirror-sdk clients pin the fingerprint (MIRROR_FINGERPRINT); it is also in {}", file.display());
+            }
+            for off in running.gateway_tokens_off() {
+                println!("  gateway token `{}` is off (optional): {}", off.token, off.reason);
+            }
+        }
         let accounts = running.accounts().await;
         tracing::info!(
             config = %path.display(),

@@ -65,17 +65,62 @@ fn check_names_file_line_field_and_reason_and_exits_non_zero() {
 }
 
 #[test]
+fn check_reports_gateway_mistakes_at_their_lines() {
+    let scratch = Scratch::new("check-gateway");
+    let file = scratch.0.join("gateway.toml");
+    std::fs::write(
+        &file,
+        "[instruments.ES]\ncontract_size = 50\ntick_size = \"0.25\"\nlot_step = 1\nmin_qty = 1\nmax_qty = 10\n\
+         price = 5000\n\n[[sources]]\nname = \"algo\"\n\n[gateway]\nlisten = \"127.0.0.1\"\ncert_dir = \"gw\"\n\n\
+         [[gateway.tokens]]\nname = \"bot\"\ntoken = \"env:BOT_TOKEN\"\nrole = \"trader\"\nsource = \"ghost\"\n",
+    )
+    .unwrap();
+    let output = Command::new(binary()).args(["check", file.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let at = |place: &str| format!("{}:{place}", file.display());
+    assert!(
+        stderr.contains(&format!(
+            "{}: gateway.listen: must be an IP address and UDP port such as 127.0.0.1:7443, got `127.0.0.1`",
+            at("13:10")
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}: gateway.tokens[0].source: no [[sources]] entry is named `ghost` (defined: algo)",
+            at("20:10")
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 problems"), "{stderr}");
+
+    // A token written in the clear is refused where it stands, and not repeated.
+    let text = std::fs::read_to_string(&file).unwrap().replace("env:BOT_TOKEN", "s3cret-token-in-the-clear");
+    std::fs::write(&file, text).unwrap();
+    let output = Command::new(binary()).args(["check", file.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{}: gateway.tokens[0].token: ", at("18:9"))), "{stderr}");
+    assert!(stderr.contains("plain-text credentials are not accepted") && !stderr.contains("s3cret"), "{stderr}");
+}
+
+#[test]
 fn run_streams_status_and_stops_cleanly_on_ctrl_c() {
     let scratch = Scratch::new("run");
     let demo = std::fs::read_to_string(repo().join("config/demo.toml")).unwrap();
     let logs = scratch.0.join("logs");
+    let gateway = scratch.0.join("gateway");
     let config = demo
         .replace("dir = \"logs\"", &format!("dir = \"{}\"", logs.display()))
-        .replace("dir = \"data\"", &format!("dir = \"{}\"", scratch.0.join("data").display()));
+        .replace("dir = \"data\"", &format!("dir = \"{}\"", scratch.0.join("data").display()))
+        .replace("cert_dir = \"data/gateway\"", &format!("cert_dir = \"{}\"", gateway.display()))
+        .replace("listen = \"127.0.0.1:7443\"", "listen = \"127.0.0.1:0\"");
     let file = scratch.0.join("demo.toml");
     std::fs::write(&file, config).unwrap();
     let mut child = Command::new(binary())
         .args(["run", "--config", file.to_str().unwrap()])
+        .env_remove("MIRROR_DEMO_GATEWAY_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -84,15 +129,28 @@ fn run_streams_status_and_stops_cleanly_on_ctrl_c() {
     // Wait until the leaders have traded and followers copied.
     let started = Instant::now();
     let mut copies_seen = false;
+    let mut before_copies = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if line.contains("│ copies ") && !line.contains("│ copies 0 ") {
             copies_seen = true;
             break;
         }
+        before_copies.push(line);
         assert!(started.elapsed() < Duration::from_secs(60), "no copies within a minute");
     }
     assert!(copies_seen, "the status line never showed copies");
+    // The gateway is up, with the fingerprint clients pin; the demo's optional token is off
+    // without its variable, and the demo runs all the same.
+    let fingerprint = std::fs::read_to_string(gateway.join("gateway-fingerprint.txt")).unwrap();
+    let listening = before_copies.iter().find(|l| l.starts_with("gateway listening on 127.0.0.1:"));
+    let listening = listening.unwrap_or_else(|| panic!("{before_copies:?}"));
+    assert!(listening.ends_with(&format!(", certificate fingerprint {}", fingerprint.trim())), "{listening}");
+    assert!(
+        before_copies.iter().any(|l| l.contains("gateway token `demo-algo` is off (optional)")
+            && l.contains("MIRROR_DEMO_GATEWAY_TOKEN is not set")),
+        "{before_copies:?}"
+    );
     let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(interrupted.success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();

@@ -12,7 +12,7 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use mirror_sdk::{DeltaEvent, Order, Side, StateUpdate, topics};
@@ -29,6 +29,8 @@ async fn main() -> anyhow::Result<()> {
     let mut state = client.subscribe(topics::FILLS | topics::COPY | topics::ACCOUNTS).await?;
     let StateUpdate::Snapshot(snapshot) = state.next().await? else { anyhow::bail!("expected a snapshot first") };
     println!("{} accounts; state at #{}", snapshot.accounts.len(), snapshot.seq);
+    let names: BTreeMap<u32, String> = snapshot.accounts.iter().map(|a| (a.id, a.name.clone())).collect();
+    let name = |id: u32| names.get(&id).cloned().unwrap_or_else(|| id.to_string());
     for round in 1..=rounds {
         let position = client.next_position_key();
         let side = if round % 2 == 1 { Side::Buy } else { Side::Sell };
@@ -44,15 +46,19 @@ async fn main() -> anyhow::Result<()> {
             for delta in deltas.events {
                 match delta.event {
                     DeltaEvent::Fill(fill) if fill.signal == signal.0 && filled.insert(fill.account) => println!(
-                        "  account {} filled {} at {}",
-                        fill.account,
+                        "  {:<14} filled {} at {}",
+                        name(fill.account),
                         mirror_model::Qty::from_raw(fill.qty),
                         mirror_model::Price::from_raw(fill.price)
                     ),
                     DeltaEvent::Copy(copy)
-                        if copy.signal == signal.0 && copy.state == mirror_sdk::CopyState::Skipped =>
+                        if copy.signal == signal.0
+                            && matches!(
+                                copy.state,
+                                mirror_sdk::CopyState::Skipped | mirror_sdk::CopyState::Rejected
+                            ) =>
                     {
-                        println!("  account {} skipped: {}", copy.account, copy.detail)
+                        println!("  {:<14} {:?}: {}", name(copy.account), copy.state, copy.detail)
                     }
                     _ => {}
                 }

@@ -2,8 +2,9 @@
 //! followers where one leg fails (`--policy unwind`, the default, or `--policy complete`),
 //! prints the outcome on every follower, holds the spread, then closes both legs.
 //!
-//! In the demo (`--demo`) follower f004's broker does not trade NQ: its NQ leg is rejected
-//! and the policy shows.
+//! In the in-process demo (`--demo`) follower f004's broker does not trade NQ: its NQ leg is
+//! rejected and the policy shows. Against `mirror-engine run --config config/demo.toml`, the
+//! link to fut-es-only denies NQ: its NQ leg is skipped, and the policy shows there.
 //!
 //! ```text
 //! cargo run -p mirror-sdk --example spread_bot -- --demo [--policy complete]
@@ -61,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
                 format!("{:?} {}/{}", leg.status, Qty::from_raw(leg.filled), Qty::from_raw(leg.ordered))
             };
             println!(
-                "  {:<8} {:<22} {:<22} → {:?}{}",
+                "  {:<14} {:<22} {:<22} → {:?}{}",
                 follower.name,
                 leg(&follower.first),
                 leg(&follower.second),

@@ -1,11 +1,12 @@
 //! Configuration: TOML files under `config/` (engine, logging, simulator, broker platforms,
-//! instruments, risk profiles, sources, accounts, links), split over several files with
+//! the QUIC gateway, instruments, risk profiles, sources, accounts, links), split over several files with
 //! `include` if wanted.
 //!
 //! Every error names the file, the line and column, the field (as a dotted path such as
 //! `links[3].sizing.ratio`) and the reason. A configuration is either valid as a whole or
 //! refused as a whole; all semantic errors are reported at once.
 
+mod gateway;
 mod locate;
 mod platforms;
 mod resolve;
@@ -14,12 +15,14 @@ mod schema;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use gateway::{ResolvedGateway, ResolvedGatewayToken};
 pub use locate::{FieldPath, Seg};
 pub use platforms::{CtraderEndpoint, ResolvedBridge, ResolvedCtrader, Venue};
 pub use resolve::{Resolved, ResolvedAccount, ResolvedLink, ResolvedSource};
 pub use schema::{
-    AccountEntry, AutoTradeEntry, ConnectorSection, CtraderEntry, EngineSection, InstrumentEntry, LinkEntry,
-    MetatraderSection, RawFile, ReconcileMode, SimSection, SourceEntry, SpecOverride, StorageSection,
+    AccountEntry, AutoTradeEntry, ConnectorSection, CtraderEntry, EngineSection, GatewayRole, GatewaySection,
+    GatewayTokenEntry, InstrumentEntry, LinkEntry, MetatraderSection, RawFile, ReconcileMode, SimSection, SourceEntry,
+    SpecOverride, StorageSection,
 };
 
 /// One thing wrong with a configuration.

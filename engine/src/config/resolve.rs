@@ -10,6 +10,7 @@ use mirror_model::{
     SCALE, SizingRule, SourceId, SpecError, Symbol, SymbolMapping,
 };
 
+use super::gateway::{self, ResolvedGateway};
 use super::locate::{FieldPath, Located};
 use super::platforms::{self, Placed, ResolvedBridge, ResolvedCtrader, Venue};
 use super::schema::{AccountEntry, CtraderEntry, InstrumentEntry, LinkEntry, ReconcileMode};
@@ -26,6 +27,9 @@ use crate::telemetry::LoggingSettings;
 pub struct Resolved {
     /// Files read.
     pub files: Vec<PathBuf>,
+    /// Their text, as read (what the gateway's `ReadConfig` answers: the configuration in
+    /// force, even if a file was edited since).
+    pub texts: Vec<String>,
     /// Runtime settings.
     pub runtime: RuntimeSettings,
     /// Connector timeouts.
@@ -44,6 +48,8 @@ pub struct Resolved {
     pub ctrader: Vec<ResolvedCtrader>,
     /// The MetaTrader bridge, when an account needs it.
     pub metatrader: Option<ResolvedBridge>,
+    /// The QUIC gateway, when `[gateway]` is given.
+    pub gateway: Option<ResolvedGateway>,
     /// SHA-256 of the files' text, hex (for the audit log).
     pub digest: String,
     /// The encrypted secrets file named by `[engine] secrets`, if any.
@@ -505,6 +511,15 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         }
     }
 
+    // The gateway, whose tokens send orders as sources.
+    let gateway_file =
+        single(&mut errors, "gateway", (0..sources.len()).filter(|i| sources[*i].raw.gateway.is_some()).collect());
+    let gateway = gateway_file.and_then(|file| {
+        let section = sources[file].raw.gateway.as_ref()?;
+        let is_account = |name: &str| account_at.contains_key(name);
+        gateway::gateway(&mut errors, file, section, &resolved_sources, &is_account)
+    });
+
     // Links.
     let mut links = Vec::new();
     let mut link_at: Vec<(usize, FieldPath)> = Vec::new();
@@ -589,6 +604,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
     }
     Ok(Resolved {
         files: sources.iter().map(|s| s.path.clone()).collect(),
+        texts: sources.iter().map(|s| s.text.clone()).collect(),
         runtime,
         connector,
         status_interval: Duration::from_millis(engine.status_interval_ms),
@@ -598,6 +614,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         journal,
         ctrader: ctrader_sessions.into_values().collect(),
         metatrader,
+        gateway,
         digest,
         secrets: engine.secrets.clone(),
         markets,

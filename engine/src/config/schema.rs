@@ -33,6 +33,8 @@ pub struct RawFile {
     pub ctrader: BTreeMap<String, CtraderEntry>,
     /// The MetaTrader bridge the terminals' EAs dial.
     pub metatrader: Option<MetatraderSection>,
+    /// The QUIC gateway for `mirror-sdk` clients.
+    pub gateway: Option<GatewaySection>,
     /// The instrument catalog, by canonical symbol.
     pub instruments: BTreeMap<String, InstrumentEntry>,
     /// Named risk profiles.
@@ -179,6 +181,68 @@ pub struct MetatraderSection {
     /// Accept plain TCP on an address other than loopback (or beside TLS).
     #[serde(default)]
     pub allow_plain: bool,
+}
+
+/// `[gateway]`: the QUIC gateway algo traders (`mirror-sdk`) and the desktop apps connect to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// UDP address to listen on (`127.0.0.1:7443`).
+    pub listen: String,
+    /// A directory for a self-signed certificate, generated on first run and kept (clients
+    /// pin its fingerprint). Either this or `cert` and `key`.
+    pub cert_dir: Option<std::path::PathBuf>,
+    /// The DNS names or IP addresses the generated certificate is made for (default
+    /// `["localhost"]`).
+    pub names: Option<Vec<String>>,
+    /// PEM file of a certificate chain (leaf first), instead of `cert_dir`.
+    pub cert: Option<std::path::PathBuf>,
+    /// PEM file of its private key.
+    pub key: Option<std::path::PathBuf>,
+    /// Require client certificates signed by this CA (PEM).
+    pub client_ca: Option<std::path::PathBuf>,
+    /// Connections at once; beyond, new ones are refused.
+    pub connections_max: Option<usize>,
+    /// A connection with no traffic is closed after this long, ms.
+    pub idle_timeout_ms: Option<u64>,
+    /// Longest wait for the engine to accept an order (durably, with the journal), ms.
+    pub submit_timeout_ms: Option<u64>,
+    /// How long a pair whose ticket names no window is watched before its policy applies, ms.
+    pub pair_settle_ms: Option<u64>,
+    /// The tokens clients present.
+    #[serde(default)]
+    pub tokens: Vec<GatewayTokenEntry>,
+}
+
+/// `[[gateway.tokens]]`: one token a client may present, and what it allows.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayTokenEntry {
+    /// Its name, logged instead of the token.
+    pub name: String,
+    /// The token, by reference: `secret:<name>` or `env:<VAR>`; never the value itself. At
+    /// least 16 characters.
+    pub token: CredentialRef,
+    /// What it allows.
+    pub role: GatewayRole,
+    /// The `[[sources]]` entry its orders are sent as (required for `trader`).
+    pub source: Option<String>,
+    /// When the reference does not resolve at start (the variable is not set, the secret is
+    /// not in the store), the token is left out and the start says so, instead of failing.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// `gateway.tokens.role`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayRole {
+    /// Reads state and the configuration.
+    Viewer,
+    /// Also sends orders, as its source.
+    Trader,
+    /// Also pauses, resumes and flattens.
+    Admin,
 }
 
 /// `[storage]`: the journal (sled) and, with `DATABASE_URL` set, Postgres.

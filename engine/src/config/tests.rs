@@ -469,3 +469,184 @@ fn a_credential_written_in_the_clear_is_refused_without_repeating_it() {
         ("accounts[2]", "a simulated account needs a starting `balance`")
     );
 }
+
+const GATEWAY: &str = r#"
+[[sources]]
+name = "algo"
+symbols = ["ES"]
+
+[gateway]
+listen = "127.0.0.1:7443"
+cert_dir = "data/gateway"
+names = ["localhost", "127.0.0.1"]
+connections_max = 8
+pair_settle_ms = 2000
+
+[[gateway.tokens]]
+name = "bot"
+token = "env:BOT_TOKEN"
+role = "trader"
+source = "algo"
+
+[[gateway.tokens]]
+name = "screen"
+token = "secret:gateway.screen"
+role = "viewer"
+optional = true
+"#;
+
+#[test]
+fn a_gateway_resolves_its_certificate_limits_and_tokens() {
+    use crate::gateway::{GatewayLimits, Identity, Role};
+    use crate::secrets::CredentialRef;
+
+    assert!(check("").unwrap().gateway.is_none());
+    let gateway = check(GATEWAY).unwrap_or_else(|e| panic!("{e}")).gateway.unwrap();
+    assert_eq!(gateway.listen.to_string(), "127.0.0.1:7443");
+    assert_eq!(
+        gateway.identity,
+        Identity::Generated { dir: "data/gateway".into(), names: vec!["localhost".into(), "127.0.0.1".into()] }
+    );
+    let defaults = GatewayLimits::default();
+    assert_eq!(gateway.limits.connections_max, 8);
+    assert_eq!(gateway.limits.pair_settle, std::time::Duration::from_secs(2));
+    assert_eq!(gateway.limits.idle_timeout, defaults.idle_timeout);
+    let [bot, screen] = &gateway.tokens[..] else { panic!("{:?}", gateway.tokens) };
+    assert_eq!((bot.name.as_str(), bot.role, bot.optional), ("bot", Role::Trader, false));
+    assert_eq!(bot.token, CredentialRef::Env("BOT_TOKEN".into()));
+    let algo = mirror_model::Origin::Source(mirror_model::SourceId::from_name("algo"));
+    assert_eq!(bot.source, Some((algo, "algo".into())));
+    assert_eq!((screen.role, screen.source.clone(), screen.optional), (Role::Viewer, None, true));
+
+    let files = GATEWAY.replace(
+        "cert_dir = \"data/gateway\"\nnames = [\"localhost\", \"127.0.0.1\"]",
+        "cert = \"gw.pem\"\nkey = \"gw.key\"",
+    );
+    let gateway = check(&files).unwrap_or_else(|e| panic!("{e}")).gateway.unwrap();
+    assert_eq!(gateway.identity, Identity::Files { cert: "gw.pem".into(), key: "gw.key".into() });
+    let defaulted = GATEWAY.replace("names = [\"localhost\", \"127.0.0.1\"]\n", "");
+    let gateway = check(&defaulted).unwrap().gateway.unwrap();
+    assert_eq!(gateway.identity, Identity::Generated { dir: "data/gateway".into(), names: vec!["localhost".into()] });
+}
+
+#[test]
+fn gateway_mistakes_are_all_reported_with_their_lines() {
+    let extra = r#"
+[[sources]]
+name = "algo"
+
+[gateway]
+listen = "localhost:7443"
+cert_dir = "data/gateway"
+cert = "gw.pem"
+key = "gw.key"
+idle_timeout_ms = 500
+
+[[gateway.tokens]]
+name = "bot"
+token = "env:BOT_TOKEN"
+role = "trader"
+
+[[gateway.tokens]]
+name = "bot"
+token = "env:BOT_TOKEN"
+role = "admin"
+source = "nowhere"
+
+[[gateway.tokens]]
+name = "screen"
+token = "env:SCREEN_TOKEN"
+role = "viewer"
+source = "algo"
+
+[[gateway.tokens]]
+name = "acct"
+token = "env:ACCT_TOKEN"
+role = "trader"
+source = "leader"
+"#;
+    let errors = check(extra).expect_err("config must be refused");
+    let errors: Vec<String> =
+        errors.0.iter().map(|e| e.to_string().trim_start_matches("config/test.toml:").to_owned()).collect();
+    let at = |needle: &str| line_of(extra, needle);
+    let nth = |needle: &str, n: usize| {
+        let text = format!("{BASE}{extra}");
+        text.lines().enumerate().filter(|(_, l)| l.contains(needle)).nth(n).map(|(i, _)| i + 1).unwrap()
+    };
+    let expected = [
+        format!(
+            "{}:10: gateway.listen: must be an IP address and UDP port such as 127.0.0.1:7443, got `localhost:7443`",
+            at("listen = ")
+        ),
+        format!(
+            "{}:12: gateway.cert_dir: give either cert_dir (a self-signed certificate generated there) or cert and \
+             key, not both",
+            at("cert_dir = ")
+        ),
+        format!(
+            "{}:19: gateway.idle_timeout_ms: must be between 10000 and 3600000 ms (clients keep alive every 5 s), got \
+             500",
+            at("idle_timeout_ms")
+        ),
+        format!(
+            "{}:1: gateway.tokens[0]: a trader token needs `source = \"<name>\"`, the [[sources]] entry its orders \
+             are sent as (defined: algo)",
+            nth("[[gateway.tokens]]", 0)
+        ),
+        format!("{}:8: gateway.tokens[1].name: token `bot` is already gateway.tokens[0]", nth("name = \"bot\"", 1)),
+        format!(
+            "{}:9: gateway.tokens[1].token: token `bot` uses the same reference (env:BOT_TOKEN); each token needs its \
+             own value",
+            nth("token = \"env:BOT_TOKEN\"", 1)
+        ),
+        format!(
+            "{}:10: gateway.tokens[1].source: no [[sources]] entry is named `nowhere` (defined: algo)",
+            at("source = \"nowhere\"")
+        ),
+        format!(
+            "{}:10: gateway.tokens[2].source: a viewer token sends no orders; `source` is not used",
+            at("source = \"algo\"")
+        ),
+        format!(
+            "{}:10: gateway.tokens[3].source: `leader` is an account; a token's orders are sent as a source: add a \
+             [[sources]] entry and link it to the followers (defined: algo)",
+            at("source = \"leader\"")
+        ),
+    ];
+    for line in &expected {
+        assert!(errors.contains(line), "missing\n  {line}\namong\n  {}", errors.join("\n  "));
+    }
+    assert_eq!(errors.len(), expected.len(), "{}", errors.join("\n"));
+
+    let bare = "\n[gateway]\nlisten = \"127.0.0.1:7443\"\n";
+    let errors = check(bare).unwrap_err();
+    let reasons: Vec<(&str, &str)> = errors.0.iter().map(|e| (e.field.as_str(), e.reason.as_str())).collect();
+    assert_eq!(reasons.len(), 2, "{errors}");
+    assert!(reasons[0].1.starts_with("needs a certificate: cert_dir = \"<directory>\""), "{errors}");
+    assert!(reasons[1].1.starts_with("needs at least one [[gateway.tokens]] entry"), "{errors}");
+    assert!(errors.0.iter().all(|e| e.field == "gateway" && e.position == Some((line_of(bare, "[gateway]"), 1))));
+
+    let half =
+        GATEWAY.replace("cert_dir = \"data/gateway\"\nnames = [\"localhost\", \"127.0.0.1\"]", "cert = \"gw.pem\"");
+    let error = one_error(&half);
+    assert_eq!(
+        (error.field.as_str(), error.reason.as_str()),
+        ("gateway.cert", "needs key (the certificate's private key, PEM)")
+    );
+    let named = GATEWAY.replace("\"127.0.0.1\"]", "\"not a name\"]");
+    let error = one_error(&named);
+    assert_eq!(
+        (error.field.as_str(), error.reason.as_str()),
+        ("gateway.names[1]", "`not a name` is not a DNS name or an IP address")
+    );
+}
+
+#[test]
+fn a_gateway_token_written_in_the_clear_is_refused_without_repeating_it() {
+    let text = GATEWAY.replace("token = \"env:BOT_TOKEN\"", "token = \"hunter2-very-secret-token\"");
+    let error = one_error(&text);
+    assert_eq!(error.field, "gateway.tokens[0].token");
+    assert_eq!(error.position.unwrap().0, line_of(&text, "token = \"hunter2"));
+    assert!(error.reason.contains("plain-text credentials are not accepted"), "{error}");
+    assert!(!error.to_string().contains("very-secret"), "{error}");
+}

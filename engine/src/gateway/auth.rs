@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::{GatewayError, GatewayToken};
 
 /// Shortest token accepted in the settings.
-pub(super) const TOKEN_LEN_MIN: usize = 16;
+pub(crate) const TOKEN_LEN_MIN: usize = 16;
 
 /// What a valid token grants.
 #[derive(Clone, Debug)]

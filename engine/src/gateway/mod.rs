@@ -31,8 +31,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+pub(crate) use auth::TOKEN_LEN_MIN;
 use mirror_model::Origin;
 pub use mirror_wire::proto::Role;
+pub use tls::FINGERPRINT_FILE;
 use tokio::sync::{Semaphore, watch};
 
 use crate::runtime::EngineHandle;

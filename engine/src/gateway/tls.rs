@@ -17,6 +17,10 @@ use super::{GatewayError, Identity};
 const GENERATED_CERT: &str = "gateway-cert.pem";
 const GENERATED_KEY: &str = "gateway-key.pem";
 
+/// Beside a generated pair: its fingerprint as clients pin it (64 hex digits and a newline),
+/// so that a script can read it (`MIRROR_FINGERPRINT=$(cat data/gateway/gateway-fingerprint.txt)`).
+pub const FINGERPRINT_FILE: &str = "gateway-fingerprint.txt";
+
 /// A certificate chain and its key.
 pub(super) struct TlsIdentity {
     chain: Vec<CertificateDer<'static>>,
@@ -38,12 +42,25 @@ impl TlsIdentity {
             Identity::Files { cert, key } => Self::from_files(cert, key),
             Identity::Generated { dir, names } => {
                 let (cert, key) = (dir.join(GENERATED_CERT), dir.join(GENERATED_KEY));
-                if cert.exists() && key.exists() {
-                    return Self::from_files(&cert, &key);
-                }
-                Self::generate(dir, names)
+                let identity = if cert.exists() && key.exists() {
+                    Self::from_files(&cert, &key)?
+                } else {
+                    Self::generate(dir, names)?
+                };
+                identity.write_fingerprint(dir)?;
+                Ok(identity)
             }
         }
+    }
+
+    /// Writes the fingerprint file unless it already holds this fingerprint.
+    fn write_fingerprint(&self, dir: &Path) -> Result<(), GatewayError> {
+        let path = dir.join(FINGERPRINT_FILE);
+        let line = format!("{}\n", self.fingerprint());
+        if fs::read_to_string(&path).is_ok_and(|held| held == line) {
+            return Ok(());
+        }
+        fs::write(&path, line).map_err(|e| tls_error(&format!("writing {}", path.display()), e))
     }
 
     fn from_files(cert: &Path, key: &Path) -> Result<Self, GatewayError> {

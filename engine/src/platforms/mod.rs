@@ -20,7 +20,8 @@ use mirror_model::{AccountId, Platform};
 use rustc_hash::FxHashMap;
 
 use crate::config::{Resolved, ResolvedAccount, Venue};
-use crate::secrets::{CredentialRef, CredentialVars, MasterKey, Secret, SecretStore};
+use crate::gateway::{GatewayToken, TOKEN_LEN_MIN};
+use crate::secrets::{CredentialRef, CredentialVars, MasterKey, Secret, SecretStore, SecretsError};
 
 /// The clear credentials of one cTrader session.
 pub(crate) struct CtraderCredentials {
@@ -30,13 +31,32 @@ pub(crate) struct CtraderCredentials {
     pub(crate) refresh_token: Option<Secret>,
 }
 
-/// Every credential a configuration refers to, read once at start. Errors name the account or
-/// session and the reference, never a value.
+/// Every credential a configuration refers to, read once at start. Errors name the account,
+/// session or gateway token and the reference, never a value.
 pub(crate) struct Credentials {
     /// Account credentials (a `[sim] remote` password, an MT terminal's token), by account.
     pub(crate) accounts: FxHashMap<AccountId, Secret>,
     /// cTrader sessions' credentials, by session name.
     pub(crate) ctrader: BTreeMap<String, CtraderCredentials>,
+    /// The gateway's tokens, in configuration order.
+    pub(crate) gateway: Vec<GatewayToken>,
+    /// Optional gateway tokens left out because their reference does not resolve.
+    pub(crate) gateway_off: Vec<GatewayTokenOff>,
+}
+
+/// An optional gateway token left out at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayTokenOff {
+    /// The token's name.
+    pub token: String,
+    /// Why (the reference and what is missing; never a value).
+    pub reason: String,
+}
+
+/// Whether a credential is absent (rather than wrong): an optional gateway token is then left
+/// out instead of failing the start.
+fn absent(error: &SecretsError) -> bool {
+    matches!(error, SecretsError::EnvNotSet { .. } | SecretsError::NotFound { .. } | SecretsError::StoreNotOpen { .. })
 }
 
 impl Credentials {
@@ -49,21 +69,30 @@ impl Credentials {
                 .into_iter()
                 .flatten()
         });
+        let gateway_tokens = resolved.gateway.iter().flat_map(|g| &g.tokens);
         let needs_store = resolved
             .accounts
             .iter()
             .filter_map(|a| a.credentials.as_ref())
             .chain(session_refs)
+            .chain(gateway_tokens.clone().filter(|t| !t.optional).map(|t| &t.token))
             .any(|r| matches!(r, CredentialRef::Secret(_)));
-        let store = if needs_store {
+        // Only optional tokens in the store: a store that does not open leaves them out.
+        let wants_store = gateway_tokens.clone().any(|t| matches!(t.token, CredentialRef::Secret(_)));
+        let open_store = || -> anyhow::Result<SecretStore> {
             let path = resolved.secrets.clone().unwrap_or_else(crate::secrets::cli::default_store_path);
             let key = MasterKey::from_env().context("the master key of the secrets store")?;
-            Some(
-                SecretStore::open(&path, &key)
-                    .with_context(|| format!("opening the secrets store {}", path.display()))?,
-            )
+            SecretStore::open(&path, &key).with_context(|| format!("opening the secrets store {}", path.display()))
+        };
+        let (store, store_error) = if needs_store {
+            (Some(open_store()?), None)
+        } else if wants_store {
+            match open_store() {
+                Ok(store) => (Some(store), None),
+                Err(error) => (None, Some(format!("{error:#}"))),
+            }
         } else {
-            None
+            (None, None)
         };
         let read = |reference: &CredentialRef, whose: &dyn Fn() -> String| {
             reference.resolve_with(store.as_ref(), vars).with_context(|| format!("{}: {reference}", whose()))
@@ -89,7 +118,44 @@ impl Credentials {
             };
             ctrader.insert(session.name.clone(), credentials);
         }
-        Ok(Self { accounts, ctrader })
+        let mut gateway = Vec::new();
+        let mut gateway_off = Vec::new();
+        for token in gateway_tokens {
+            let reference = &token.token;
+            let whose = format!("[[gateway.tokens]] `{}` ({reference})", token.name);
+            let secret = match reference.resolve_with(store.as_ref(), vars) {
+                Ok(secret) => secret,
+                Err(error) if token.optional && absent(&error) => {
+                    let reason = match (&error, &store_error) {
+                        (SecretsError::StoreNotOpen { .. }, Some(why)) => {
+                            format!("{reference}: the secrets store did not open: {why}")
+                        }
+                        _ => error.to_string(),
+                    };
+                    gateway_off.push(GatewayTokenOff { token: token.name.clone(), reason });
+                    continue;
+                }
+                Err(error) => return Err(anyhow::Error::new(error).context(whose)),
+            };
+            // The value is never repeated, nor its length.
+            anyhow::ensure!(
+                secret.expose().chars().count() >= TOKEN_LEN_MIN,
+                "{whose}: a gateway token needs at least {TOKEN_LEN_MIN} characters; choose a longer one (for \
+                 example 32 random hex digits: `openssl rand -hex 16`)"
+            );
+            anyhow::ensure!(
+                secret.expose().len() <= mirror_wire::proto::TOKEN_LEN_MAX,
+                "{whose}: a gateway token has at most {} bytes",
+                mirror_wire::proto::TOKEN_LEN_MAX
+            );
+            gateway.push(GatewayToken {
+                name: token.name.clone(),
+                secret: secret.expose().to_owned(),
+                role: token.role,
+                source: token.source.as_ref().map(|(origin, _)| *origin),
+            });
+        }
+        Ok(Self { accounts, ctrader, gateway, gateway_off })
     }
 }
 

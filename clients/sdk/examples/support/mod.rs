@@ -30,11 +30,20 @@ pub fn flag(name: &str) -> bool {
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).map_err(|_| anyhow::anyhow!("{name} is not set (or run with --demo)"))
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => Ok(value),
+        _ => Err(anyhow::anyhow!(
+            "{name} is not set: export MIRROR_GATEWAY (host:port), MIRROR_FINGERPRINT (the engine prints it; with \
+             cert_dir it is also in <cert_dir>/gateway-fingerprint.txt) and MIRROR_TOKEN for an engine whose \
+             [gateway] is on (config/demo.toml: see the README's \"Algo trading over QUIC\"), or run with --demo"
+        )),
+    }
 }
 
 /// `--demo`: an engine with 5 simulated followers in this process. Otherwise the engine at
-/// `MIRROR_GATEWAY` (host:port), pinned by `MIRROR_FINGERPRINT`, with `MIRROR_TOKEN`.
+/// `MIRROR_GATEWAY` (host:port), pinned by `MIRROR_FINGERPRINT` (64 hex digits), with
+/// `MIRROR_TOKEN`: `mirror-engine run --config config/demo.toml` with
+/// `MIRROR_DEMO_GATEWAY_TOKEN` exported, for instance.
 pub async fn connect(name: &str) -> anyhow::Result<Session> {
     if flag("--demo") {
         let demo = Demo::start(demo::DemoOptions {
@@ -50,11 +59,15 @@ pub async fn connect(name: &str) -> anyhow::Result<Session> {
         println!("demo engine: 5 followers of source `algo` (f004's broker does not trade NQ)");
         return Ok(Session { client, demo: Some(demo) });
     }
-    let server = env("MIRROR_GATEWAY")?.parse()?;
-    let mut config = ClientConfig::new(server, Trust::Fingerprint(env("MIRROR_FINGERPRINT")?), env("MIRROR_TOKEN")?);
+    let server: std::net::SocketAddr = env("MIRROR_GATEWAY")?.trim().parse().map_err(|error| {
+        anyhow::anyhow!("MIRROR_GATEWAY: expected an IP address and port such as 127.0.0.1:7443 ({error})")
+    })?;
+    let fingerprint = env("MIRROR_FINGERPRINT")?.trim().to_owned();
+    let mut config = ClientConfig::new(server, Trust::Fingerprint(fingerprint), env("MIRROR_TOKEN")?);
     config.client_name = name.into();
     config.request_timeout = Duration::from_secs(20);
     let client = Client::connect(config).await?;
+    println!("connected to {server}");
     Ok(Session { client, demo: None })
 }
 
