@@ -66,6 +66,18 @@ impl Order {
         Ok(self)
     }
 
+    /// The contract size of the symbol as the trader trades it (e.g. "50" for ES, "100000" for
+    /// a standard FX lot): followers whose link sizes by notional need it to convert the
+    /// quantity into their own contracts; without it such a link skips the order.
+    pub fn contract_size(mut self, text: &str) -> Result<Self, SdkError> {
+        let size = qty("contract_size", text)?;
+        if size.raw() <= 0 {
+            return Err(SdkError::Config(format!("contract_size: must be positive, got {text}")));
+        }
+        self.ticket.contract_size = Some(size.raw());
+        Ok(self)
+    }
+
     /// Time in force (pending orders).
     pub fn time_in_force(mut self, tif: Tif) -> Self {
         self.ticket.time_in_force = tif;
@@ -81,5 +93,30 @@ impl Order {
     /// The wire ticket, checked as the server will check it.
     pub fn into_ticket(self) -> OrderTicket {
         self.ticket
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_become_raw_fixed_point_and_bad_ones_name_their_field() {
+        let ticket = Order::market(7, "ES", Side::Buy, "2")
+            .unwrap()
+            .contract_size("50")
+            .unwrap()
+            .stop_loss("4990.25")
+            .unwrap()
+            .into_ticket();
+        assert_eq!(ticket.qty, Qty::parse("2").unwrap().raw());
+        assert_eq!(ticket.contract_size, Some(Qty::parse("50").unwrap().raw()));
+        assert_eq!(ticket.stop_loss, Some(Price::parse("4990.25").unwrap().raw()));
+        let error = Order::market(1, "ES", Side::Buy, "1").unwrap().contract_size("0").unwrap_err();
+        assert!(error.to_string().contains("contract_size: must be positive"), "{error}");
+        let error = Order::market(1, "ES", Side::Buy, "1").unwrap().contract_size("NaN").unwrap_err();
+        assert!(error.to_string().contains("contract_size"), "{error}");
+        let error = Order::market(1, "ES", Side::Buy, "abc").unwrap_err();
+        assert!(error.to_string().contains("qty"), "{error}");
     }
 }
