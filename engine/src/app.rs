@@ -1,6 +1,6 @@
 //! Assembling a running Mirror from a resolved configuration: the brokers and one connector
 //! per account ([`crate::platforms`]), the engine, the connector tasks, the auto-traders, and
-//! the QUIC gateway for `mirror-sdk` clients (`[gateway]`).
+//! the QUIC gateway for `mirror-sdk` clients (`[gateway]`) and the HTTP server (`[http]`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,15 +15,16 @@ use tokio::task::JoinHandle;
 use crate::LinkId;
 use crate::account::{AccountSetup, Control};
 use crate::clock::Clock;
-use crate::config::{Resolved, ResolvedGateway, Venue};
+use crate::config::{Resolved, ResolvedGateway, ResolvedHttp, Venue};
 use crate::connectors::{AccountWiring, Boot, boot, reconcile_all, spawn_account_tasks};
 use crate::gateway::{ConfigService, Gateway, GatewaySettings, GatewayToken, spawn_gateway};
+use crate::http::{HttpServer, HttpSettings, Webhook, spawn_http};
 use crate::journal::{AdminAction, AdminRecord, Journal, JournalSettings, Recovery};
 pub use crate::platforms::GatewayTokenOff;
 use crate::platforms::{AccountConnector, Credentials, Platforms};
 use crate::router::LinkSpec;
 use crate::runtime::{AccountView, ControlScope, CorePlan, Engine, EngineBuilder, EngineHandle};
-use crate::secrets::CredentialVars;
+use crate::secrets::{CredentialVars, Secret};
 use crate::store::{PG_CONSUMER, PgSettings, PgStatus, PgWriter, spawn_pg_writer};
 use crate::telemetry::{FanoutDone, PostgresGauge, Stats, StatusLine, TelemetryHandle, spawn_telemetry};
 
@@ -80,16 +81,21 @@ pub struct Running {
     gateway_addr: Option<SocketAddr>,
     gateway_fingerprint: Option<String>,
     gateway_off: Vec<GatewayTokenOff>,
+    /// The HTTP server (`[http]`), until the feeds halt.
+    http: Option<HttpServer>,
+    http_addr: Option<SocketAddr>,
     /// Account names by id.
     pub names: FxHashMap<AccountId, Arc<str>>,
     started: std::time::Instant,
 }
 
-/// Starts everything a configuration describes; the gateway last, once the engine runs.
+/// Starts everything a configuration describes; the gateway and the HTTP server last, once
+/// the engine runs.
 pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result<Running> {
     let mut credentials = Credentials::resolve(resolved, options.credential_vars.as_ref())?;
     let gateway_tokens = std::mem::take(&mut credentials.gateway);
     let gateway_off = std::mem::take(&mut credentials.gateway_off);
+    let webhook_secrets = std::mem::take(&mut credentials.webhooks);
     let (mut platforms, connectors) = Platforms::open(resolved, credentials).await?;
     let mut running = match assemble(resolved, options, &platforms, connectors).await {
         Ok(running) => running,
@@ -116,7 +122,47 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
             }
         }
     }
+    if let Some(settings) = &resolved.http {
+        match open_http(resolved, settings, webhook_secrets, &running.handle) {
+            Ok(server) => {
+                running.http_addr = Some(server.local_addr());
+                running.http = Some(server);
+            }
+            Err(error) => {
+                running.stop().await;
+                return Err(error);
+            }
+        }
+    }
     Ok(running)
+}
+
+/// Starts the HTTP server on the running engine. A webhook's source sends the symbols its
+/// `[[sources]]` entry lists, or any of the catalog's.
+fn open_http(
+    resolved: &Resolved,
+    http: &ResolvedHttp,
+    secrets: Vec<Secret>,
+    engine: &EngineHandle,
+) -> anyhow::Result<HttpServer> {
+    let webhooks = http
+        .webhooks
+        .iter()
+        .zip(secrets)
+        .map(|(webhook, secret)| {
+            let listed = resolved.sources.iter().find(|s| s.name == webhook.source.1).map(|s| s.symbols.clone());
+            Webhook {
+                name: webhook.name.clone(),
+                kind: webhook.kind,
+                secret,
+                origin: webhook.source.0,
+                symbols: listed.filter(|s| !s.is_empty()).unwrap_or_else(|| resolved.catalog.keys().copied().collect()),
+                allow_ips: webhook.allow_ips.clone(),
+            }
+        })
+        .collect();
+    let settings = HttpSettings { listen: http.listen, tls: http.tls.clone(), limits: http.limits.clone(), webhooks };
+    spawn_http(engine.clone(), settings).with_context(|| format!("the HTTP server on {}", http.listen))
 }
 
 /// Starts the QUIC gateway on the running engine.
@@ -390,6 +436,8 @@ async fn assemble(
         gateway_addr: None,
         gateway_fingerprint: None,
         gateway_off: Vec::new(),
+        http: None,
+        http_addr: None,
         names,
         started: std::time::Instant::now(),
     })
@@ -471,6 +519,12 @@ impl Running {
         self.gateway_fingerprint.as_deref()
     }
 
+    /// The address the HTTP server listens on, with `[http]` (the bound port when the
+    /// configuration says 0; it stays known after the server has closed).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
     /// The optional gateway tokens left out at start, and why.
     pub fn gateway_tokens_off(&self) -> &[GatewayTokenOff] {
         &self.gateway_off
@@ -517,12 +571,15 @@ impl Running {
         }
     }
 
-    /// Closes the gateway (its clients send nothing more), stops the auto-trading leaders and
+    /// Closes the gateway and the HTTP server (their clients send nothing more), stops the auto-trading leaders and
     /// the price feed, then waits for the orders in flight to finish, so that what follows
     /// sees a settled state.
     pub async fn halt_feeds(&mut self) {
         if let Some(gateway) = self.gateway.take() {
             gateway.shutdown().await;
+        }
+        if let Some(http) = self.http.take() {
+            http.shutdown().await;
         }
         for task in self.feed_tasks.drain(..) {
             task.abort();
@@ -530,7 +587,7 @@ impl Running {
         self.settle(Duration::from_millis(200), Duration::from_secs(3)).await;
     }
 
-    /// Halts the feeds ([`Running::halt_feeds`]: the gateway first), then stops the connector
+    /// Halts the feeds ([`Running::halt_feeds`]: the gateway and the HTTP server first), then stops the connector
     /// tasks, the shards, the broker sessions and telemetry.
     ///
     /// Returns where the Postgres writer ended, when there was one.

@@ -7,6 +7,7 @@
 //! - [`app`]: a running Mirror assembled from a configuration, on the simulated broker, cTrader
 //!   and MetaTrader.
 //! - [`gateway`]: the QUIC gateway for `mirror-sdk` and the desktop apps.
+//! - [`http`]: the HTTP server: webhooks (TradingView, signed JSON), health, Prometheus metrics.
 //! - [`telemetry`]: counters, latency histograms, the status line and logs.
 
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod gateway;
+pub mod http;
 pub mod journal;
 pub(crate) mod platforms;
 pub mod replay;

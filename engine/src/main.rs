@@ -144,6 +144,11 @@ fn run(path: &std::path::Path, duration: Option<Duration>) -> ExitCode {
                 println!("  gateway token `{}` is off (optional): {}", off.token, off.reason);
             }
         }
+        if let Some(addr) = running.http_addr() {
+            let webhooks = resolved.http.as_ref().map_or(0, |h| h.webhooks.len());
+            let scheme = if resolved.http.as_ref().is_some_and(|h| h.tls.is_some()) { "https" } else { "http" };
+            println!("HTTP listening on {scheme}://{addr} (/api/v1/health, /metrics, {webhooks} webhooks)");
+        }
         let accounts = running.accounts().await;
         tracing::info!(
             config = %path.display(),

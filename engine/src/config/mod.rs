@@ -1,5 +1,5 @@
 //! Configuration: TOML files under `config/` (engine, logging, simulator, broker platforms,
-//! the QUIC gateway, instruments, risk profiles, sources, accounts, links), split over several files with
+//! the QUIC gateway, the HTTP server, instruments, risk profiles, sources, accounts, links), split over several files with
 //! `include` if wanted.
 //!
 //! Every error names the file, the line and column, the field (as a dotted path such as
@@ -7,6 +7,7 @@
 //! refused as a whole; all semantic errors are reported at once.
 
 mod gateway;
+mod http;
 mod locate;
 mod platforms;
 mod resolve;
@@ -16,13 +17,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use gateway::{ResolvedGateway, ResolvedGatewayToken};
+pub use http::{ResolvedHttp, ResolvedWebhook};
 pub use locate::{FieldPath, Seg};
 pub use platforms::{CtraderEndpoint, ResolvedBridge, ResolvedCtrader, Venue};
 pub use resolve::{Resolved, ResolvedAccount, ResolvedLink, ResolvedSource};
 pub use schema::{
     AccountEntry, AutoTradeEntry, ConnectorSection, CtraderEntry, EngineSection, GatewayRole, GatewaySection,
-    GatewayTokenEntry, InstrumentEntry, LinkEntry, MetatraderSection, RawFile, ReconcileMode, SimSection, SourceEntry,
-    SpecOverride, StorageSection,
+    GatewayTokenEntry, HttpSection, InstrumentEntry, LinkEntry, MetatraderSection, RawFile, ReconcileMode, SimSection,
+    SourceEntry, SpecOverride, StorageSection, WebhookEntry, WebhookKindEntry,
 };
 
 /// One thing wrong with a configuration.

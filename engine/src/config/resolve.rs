@@ -11,6 +11,7 @@ use mirror_model::{
 };
 
 use super::gateway::{self, ResolvedGateway};
+use super::http::{self, ResolvedHttp};
 use super::locate::{FieldPath, Located};
 use super::platforms::{self, Placed, ResolvedBridge, ResolvedCtrader, Venue};
 use super::schema::{AccountEntry, CtraderEntry, InstrumentEntry, LinkEntry, ReconcileMode};
@@ -50,6 +51,8 @@ pub struct Resolved {
     pub metatrader: Option<ResolvedBridge>,
     /// The QUIC gateway, when `[gateway]` is given.
     pub gateway: Option<ResolvedGateway>,
+    /// The HTTP server, when `[http]` is given.
+    pub http: Option<ResolvedHttp>,
     /// SHA-256 of the files' text, hex (for the audit log).
     pub digest: String,
     /// The encrypted secrets file named by `[engine] secrets`, if any.
@@ -519,6 +522,12 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         let is_account = |name: &str| account_at.contains_key(name);
         gateway::gateway(&mut errors, file, section, &resolved_sources, &is_account)
     });
+    let http_file =
+        single(&mut errors, "http", (0..sources.len()).filter(|i| sources[*i].raw.http.is_some()).collect());
+    let http = http_file.and_then(|file| {
+        let section = sources[file].raw.http.as_ref()?;
+        http::http(&mut errors, file, section, &resolved_sources)
+    });
 
     // Links.
     let mut links = Vec::new();
@@ -615,6 +624,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         ctrader: ctrader_sessions.into_values().collect(),
         metatrader,
         gateway,
+        http,
         digest,
         secrets: engine.secrets.clone(),
         markets,

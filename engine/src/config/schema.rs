@@ -35,6 +35,8 @@ pub struct RawFile {
     pub metatrader: Option<MetatraderSection>,
     /// The QUIC gateway for `mirror-sdk` clients.
     pub gateway: Option<GatewaySection>,
+    /// The HTTP server: webhooks, health, metrics.
+    pub http: Option<HttpSection>,
     /// The instrument catalog, by canonical symbol.
     pub instruments: BTreeMap<String, InstrumentEntry>,
     /// Named risk profiles.
@@ -212,6 +214,56 @@ pub struct GatewaySection {
     /// The tokens clients present.
     #[serde(default)]
     pub tokens: Vec<GatewayTokenEntry>,
+}
+
+/// `[http]`: the HTTP server (webhooks, health, metrics).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// TCP address to listen on (`127.0.0.1:8080`; port 0 picks a free one).
+    pub listen: String,
+    /// HTTPS: a PEM certificate chain (leaf first); with `tls_key`. Without: plain HTTP.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// HTTPS: the certificate's private key, PEM.
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Largest request body accepted, bytes.
+    pub body_limit_bytes: Option<usize>,
+    /// Requests per second each client address may make on each route, sustained.
+    pub rate_per_second: Option<u32>,
+    /// Requests a client may make at once on a route before the sustained rate applies.
+    pub rate_burst: Option<u32>,
+    /// Longest wait for the engine to accept a signal (durably, with the journal), ms.
+    pub submit_timeout_ms: Option<u64>,
+    /// The webhooks it serves.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookEntry>,
+}
+
+/// What a webhook accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookKindEntry {
+    /// TradingView alerts (JSON or plain text), the secret in the path or the body.
+    Tradingview,
+    /// Mirror's JSON signal, signed with HMAC-SHA256 over the timestamp and the body.
+    Signed,
+}
+
+/// `[[http.webhooks]]`: one webhook and the source its signals are sent as.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEntry {
+    /// Its name (logged instead of the secret; the path of a signed webhook).
+    pub name: String,
+    /// What it accepts.
+    pub kind: WebhookKindEntry,
+    /// The shared secret, by reference.
+    pub secret: CredentialRef,
+    /// The `[[sources]]` entry its signals are sent as.
+    pub source: String,
+    /// Client addresses allowed (IP addresses or CIDR networks); empty: any.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
 }
 
 /// `[[gateway.tokens]]`: one token a client may present, and what it allows.

@@ -34,11 +34,13 @@ pub(super) struct Tokens {
     entries: Vec<Entry>,
 }
 
-fn digest(token: &[u8]) -> [u8; 32] {
+/// SHA-256 of a token or secret: what is kept and compared, so lengths never show.
+pub(crate) fn digest(token: &[u8]) -> [u8; 32] {
     Sha256::digest(token).into()
 }
 
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+/// Equality of two digests without an early exit.
+pub(crate) fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y));
     std::hint::black_box(diff) == 0
 }

@@ -31,10 +31,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-pub(crate) use auth::TOKEN_LEN_MIN;
+pub(crate) use auth::{TOKEN_LEN_MIN, constant_time_eq as digests_equal, digest as token_digest};
 use mirror_model::Origin;
 pub use mirror_wire::proto::Role;
 pub use tls::FINGERPRINT_FILE;
+pub(crate) use tls::TlsIdentity;
 use tokio::sync::{Semaphore, watch};
 
 use crate::runtime::EngineHandle;

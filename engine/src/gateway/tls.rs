@@ -1,6 +1,6 @@
 //! The gateway's TLS 1.3 identity (rustls on the ring provider): a configured certificate, or
 //! a self-signed one generated on first run and kept, which clients pin by its SHA-256
-//! fingerprint.
+//! fingerprint. The HTTP server's HTTPS loads its configured certificate here too.
 
 use std::fs;
 use std::io::Write as _;
@@ -22,7 +22,7 @@ const GENERATED_KEY: &str = "gateway-key.pem";
 pub const FINGERPRINT_FILE: &str = "gateway-fingerprint.txt";
 
 /// A certificate chain and its key.
-pub(super) struct TlsIdentity {
+pub(crate) struct TlsIdentity {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 }
@@ -63,7 +63,8 @@ impl TlsIdentity {
         fs::write(&path, line).map_err(|e| tls_error(&format!("writing {}", path.display()), e))
     }
 
-    fn from_files(cert: &Path, key: &Path) -> Result<Self, GatewayError> {
+    /// A configured chain (leaf first) and key, PEM files.
+    pub(crate) fn from_files(cert: &Path, key: &Path) -> Result<Self, GatewayError> {
         let chain_pem = fs::read(cert).map_err(|e| tls_error(&format!("reading {}", cert.display()), e))?;
         let key_pem = fs::read(key).map_err(|e| tls_error(&format!("reading {}", key.display()), e))?;
         let chain = CertificateDer::pem_slice_iter(&chain_pem)
@@ -100,6 +101,19 @@ impl TlsIdentity {
     /// The leaf certificate, DER.
     pub(super) fn certificate_der(&self) -> Vec<u8> {
         self.chain[0].as_ref().to_vec()
+    }
+
+    /// A TLS server configuration over TCP (TLS 1.2 and 1.3, the ring provider), offering
+    /// `alpn` (for HTTPS: `http/1.1`).
+    pub(crate) fn tcp_config(&self, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, GatewayError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| tls_error("TLS versions", e))?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| tls_error("certificate and key", e))?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(config)
     }
 
     /// A QUIC server configuration: TLS 1.3, the protocol's ALPN, and client certificates

@@ -42,6 +42,8 @@ pub(crate) struct Credentials {
     pub(crate) gateway: Vec<GatewayToken>,
     /// Optional gateway tokens left out because their reference does not resolve.
     pub(crate) gateway_off: Vec<GatewayTokenOff>,
+    /// The HTTP webhooks' secrets, in configuration order.
+    pub(crate) webhooks: Vec<Secret>,
 }
 
 /// An optional gateway token left out at start.
@@ -76,6 +78,7 @@ impl Credentials {
             .filter_map(|a| a.credentials.as_ref())
             .chain(session_refs)
             .chain(gateway_tokens.clone().filter(|t| !t.optional).map(|t| &t.token))
+            .chain(resolved.http.iter().flat_map(|h| &h.webhooks).map(|w| &w.secret))
             .any(|r| matches!(r, CredentialRef::Secret(_)));
         // Only optional tokens in the store: a store that does not open leaves them out.
         let wants_store = gateway_tokens.clone().any(|t| matches!(t.token, CredentialRef::Secret(_)));
@@ -155,7 +158,21 @@ impl Credentials {
                 source: token.source.as_ref().map(|(origin, _)| *origin),
             });
         }
-        Ok(Self { accounts, ctrader, gateway, gateway_off })
+        let mut webhooks = Vec::new();
+        for webhook in resolved.http.iter().flat_map(|h| &h.webhooks) {
+            let reference = &webhook.secret;
+            let whose = || format!("[[http.webhooks]] `{}`: secret", webhook.name);
+            let secret = read(reference, &whose)?;
+            // The value is never repeated, nor its length.
+            anyhow::ensure!(
+                secret.expose().chars().count() >= TOKEN_LEN_MIN,
+                "{}: {reference}: a webhook secret needs at least {TOKEN_LEN_MIN} characters; choose a longer one (for \
+                 example 32 random hex digits: `openssl rand -hex 16`)",
+                whose()
+            );
+            webhooks.push(secret);
+        }
+        Ok(Self { accounts, ctrader, gateway, gateway_off, webhooks })
     }
 }
 
