@@ -314,20 +314,24 @@ async fn assemble(
     if let Some(observer) = options.observer {
         builder = builder.observer(observer);
     }
+    // The symbols each actor trades, quoted once its connector is up.
+    let mut quoted = Vec::with_capacity(connectors.len());
     for ((account, connector), boot) in resolved.accounts.iter().zip(&connectors).zip(&boots) {
+        // A broker that is not up yet: the configuration's instruments (the same the
+        // simulated broker serves; a broker account's only when it lists them).
+        let instruments: InstrumentTable = if !boot.instruments.is_empty() {
+            InstrumentTable::from_iter(boot.instruments.iter().copied())
+        } else if account.venue == Venue::Sim || account.instruments_listed {
+            account.instruments.iter().map(|i| i.spec).collect()
+        } else {
+            InstrumentTable::default()
+        };
+        quoted.push(instruments.iter().map(|spec| spec.symbol).collect::<Vec<_>>());
         builder = builder.account(AccountSetup {
             id: account.id,
             name: Arc::clone(&connector.name),
             mode: boot.session.as_ref().map_or(account.mode, |s| s.mode),
-            // A broker that is not up yet: the configuration's instruments (the same the
-            // simulated broker serves; a broker account's only when it lists them).
-            instruments: if !boot.instruments.is_empty() {
-                InstrumentTable::from_iter(boot.instruments.iter().copied())
-            } else if account.venue == Venue::Sim || account.instruments_listed {
-                account.instruments.iter().map(|i| i.spec).collect()
-            } else {
-                InstrumentTable::default()
-            },
+            instruments,
             balance: boot.snapshot.balance,
             equity: boot.snapshot.equity,
             risk: account.risk,
@@ -372,8 +376,8 @@ async fn assemble(
 
     let mut connector_tasks = Vec::new();
     let mut to_reconcile = Vec::new();
-    for ((AccountConnector { id, name, connector }, (account, commands)), boot) in
-        connectors.into_iter().zip(receivers).zip(&boots)
+    for (((AccountConnector { id, name, connector }, (account, commands)), boot), symbols) in
+        connectors.into_iter().zip(receivers).zip(&boots).zip(quoted)
     {
         debug_assert_eq!(id, account);
         let mailbox = handle.mailbox(id).expect("every account has a mailbox");
@@ -381,8 +385,8 @@ async fn assemble(
         if connected {
             to_reconcile.push((id, Arc::clone(&name), Arc::clone(&connector), mailbox.clone()));
         }
-        let wiring =
-            AccountWiring { account: id, name, connector, commands, mailbox, engine: handle.clone(), connected };
+        let engine = handle.clone();
+        let wiring = AccountWiring { account: id, name, connector, commands, mailbox, engine, connected, symbols };
         connector_tasks.extend(spawn_account_tasks(wiring, resolved.connector));
     }
     let reconciliation = {

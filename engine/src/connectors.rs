@@ -1,8 +1,9 @@
 //! The I/O shell around each account's connector: tokio tasks that execute the actor's
 //! commands (one at a time, in order, each under a timeout, each only once the journal holds
 //! the input that produced it), forward the connector's events to the actor, reconnect with
-//! backoff when the session drops, and reconcile the account with its broker after every
-//! (re)connection.
+//! backoff when the session drops, reconcile the account with its broker after every
+//! (re)connection, and subscribe to quotes of the account's symbols after every (re)connection,
+//! writing them to the engine's [`crate::market::QuoteBoard`] (the actors do not use them).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use mirror_connector::{
     AccountSnapshot, BrokerSnapshot, ConnectionState, Connector, ConnectorError, ConnectorEvent, SessionInfo,
 };
-use mirror_model::{AccountId, InstrumentSpec, Position};
+use mirror_model::{AccountId, InstrumentSpec, Position, Symbol};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -121,6 +122,8 @@ pub struct AccountWiring {
     pub engine: EngineHandle,
     /// Whether the connector came up at boot (if not, the supervisor starts trying at once).
     pub connected: bool,
+    /// The symbols its actor trades: quoted on the engine's quote board.
+    pub symbols: Vec<Symbol>,
 }
 
 impl std::fmt::Debug for AccountWiring {
@@ -143,12 +146,16 @@ pub fn spawn_account_tasks(wiring: AccountWiring, settings: ConnectorSettings) -
         let mailbox = wiring.mailbox.clone();
         let reconnect = Arc::clone(&reconnect);
         let name = Arc::clone(&wiring.name);
+        let (board, account) = (wiring.engine.quote_board().clone(), wiring.account);
         tokio::spawn(async move {
             let stream = connector.events();
             while let Ok(event) = stream.recv_async().await {
                 match &event {
-                    // Quotes feed the market-data hub (not yet built); the actors do not use them.
-                    ConnectorEvent::Quote(_) => continue,
+                    // Quotes go to the quote board (coalesced there); the actors do not use them.
+                    ConnectorEvent::Quote(quote) => {
+                        board.update(account, quote);
+                        continue;
+                    }
                     ConnectorEvent::Connection(ConnectionState::Reconnecting { reason }) => {
                         tracing::warn!(account = %name, reason, "session lost; reconnecting");
                         reconnect.notify_one();
@@ -190,7 +197,11 @@ pub fn spawn_account_tasks(wiring: AccountWiring, settings: ConnectorSettings) -
         let connector = Arc::clone(&wiring.connector);
         let name = Arc::clone(&wiring.name);
         let (engine, account, mailbox) = (wiring.engine.clone(), wiring.account, wiring.mailbox.clone());
+        let (symbols, connected) = (wiring.symbols, wiring.connected);
         tokio::spawn(async move {
+            if connected {
+                subscribe_quotes(connector.as_ref(), &symbols, settings.call_timeout, &name).await;
+            }
             loop {
                 reconnect.notified().await;
                 let mut delay = settings.reconnect_min;
@@ -204,6 +215,8 @@ pub fn spawn_account_tasks(wiring: AccountWiring, settings: ConnectorSettings) -
                             {
                                 tracing::warn!(account = %name, %error, "reconciliation after reconnect failed");
                             }
+                            // After the reconciliation: quotes never hold up the account's repair.
+                            subscribe_quotes(connector.as_ref(), &symbols, settings.call_timeout, &name).await;
                             break;
                         }
                         Err(error) => {
@@ -216,6 +229,19 @@ pub fn spawn_account_tasks(wiring: AccountWiring, settings: ConnectorSettings) -
         })
     };
     vec![events, commands, supervisor]
+}
+
+/// Asks the connector for quotes of `symbols`. Market data is never essential: a failure is
+/// logged, and the next reconnection asks again.
+async fn subscribe_quotes(connector: &dyn Connector, symbols: &[Symbol], timeout: Duration, name: &str) {
+    if symbols.is_empty() {
+        return;
+    }
+    match within("subscribe_quotes", timeout, connector.subscribe_quotes(symbols)).await {
+        Ok(()) => tracing::debug!(account = %name, symbols = symbols.len(), "quotes subscribed"),
+        Err(ConnectorError::Unsupported(what)) => tracing::debug!(account = %name, %what, "no quotes"),
+        Err(error) => tracing::warn!(account = %name, %error, "quote subscription failed; no quotes until reconnected"),
+    }
 }
 
 /// Why a reconciliation did not go through.

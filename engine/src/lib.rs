@@ -7,6 +7,7 @@
 //! - [`app`]: a running Mirror assembled from a configuration, on the simulated broker, cTrader
 //!   and MetaTrader.
 //! - [`gateway`]: the QUIC gateway for `mirror-sdk` and the desktop apps.
+//! - [`market`]: market data: the latest quote of every account's symbols.
 //! - [`http`]: the HTTP server: webhooks (TradingView, signed JSON), health, Prometheus metrics.
 //! - [`telemetry`]: counters, latency histograms, the status line and logs.
 
@@ -20,6 +21,7 @@ pub mod connectors;
 pub mod gateway;
 pub mod http;
 pub mod journal;
+pub mod market;
 pub(crate) mod platforms;
 pub mod replay;
 pub mod router;

@@ -2,17 +2,19 @@
 //! the simulated broker: no valid token, no session; a malformed, truncated or oversized frame
 //! closes only its stream; a 1-leg order reaches every follower; a 2-leg pair whose second leg
 //! a broker rejects is unwound (or completed, per its policy) on that follower alone; a
-//! subscription that loses its connection resumes with no gap and no duplicate.
+//! subscription that loses its connection resumes with no gap and no duplicate; the
+//! followers' quotes reach the engine's quote board and subscribers of `QUOTES` as the price
+//! moves.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{ADMIN_TOKEN, Demo, DemoOptions, TRADER_TOKEN, VIEWER_TOKEN, eventually, sym};
+use common::{ADMIN_TOKEN, Demo, DemoOptions, TRADER_TOKEN, VIEWER_TOKEN, eventually, p, sym};
 use mirror_sdk::{
-    Client, DeltaEvent, ErrorCode, LegStatus, Order, PairPolicy, PairTicket, Resolution, Response, SdkError, Side,
-    StateFrame, StateUpdate, Trust, topics,
+    Client, DeltaEvent, ErrorCode, LegStatus, Order, PairPolicy, PairTicket, Quote, Resolution, Response, SdkError,
+    Side, StateFrame, StateUpdate, Trust, topics,
 };
 use mirror_wire::proto::{
     CLIENT_FRAME_MAX, Hello, HelloReply, OrderTicket, PROTOCOL_VERSION, Request, Subscribe, close_code,
@@ -341,5 +343,65 @@ async fn a_subscription_resumes_after_a_lost_connection_with_no_gap_and_no_dupli
     let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
     assert_eq!(distinct.len(), seqs.len(), "no duplicate");
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gap: {seqs:?}");
+    demo.stop().await;
+}
+
+/// The follower quotes of ES in `quotes`, by account: (bid, ask).
+fn es_quotes<'a>(quotes: impl IntoIterator<Item = &'a Quote>) -> Vec<(u32, i64, i64)> {
+    quotes.into_iter().filter(|q| q.symbol == "ES").map(|q| (q.account, q.bid, q.ask)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_reach_the_board_and_subscribers_of_quotes_as_the_price_moves() {
+    let demo = Demo::start(DemoOptions::default()).await;
+    let board = demo.engine.as_ref().unwrap().handle().quote_board().clone();
+    let followers: BTreeSet<u32> = demo.followers.iter().map(|(id, _)| id.0).collect();
+    let quoted = |bid: &str, ask: &str| {
+        let (bid, ask) = (p(bid), p(ask));
+        demo.followers.iter().all(|(id, _)| board.get(*id, sym("ES")).is_some_and(|q| (q.bid, q.ask) == (bid, ask)))
+    };
+    // Subscribing after the connection quotes the price as it stands.
+    eventually(LIMIT, "every follower's ES quote on the board", || quoted("5000.00", "5000.25")).await;
+
+    // A first subscriber learns of the quotes (from its snapshot or the next deltas); once it
+    // has, the hub holds them, so a later snapshot does.
+    let client = Client::connect(demo.client_config(VIEWER_TOKEN)).await.unwrap();
+    let mut first = client.subscribe(topics::QUOTES).await.unwrap();
+    let mut seen = BTreeSet::new();
+    while seen != followers {
+        match first.next().await.unwrap() {
+            StateUpdate::Snapshot(snapshot) => seen.extend(es_quotes(&snapshot.quotes).iter().map(|q| q.0)),
+            StateUpdate::Deltas(deltas) => seen.extend(deltas.events.iter().filter_map(|d| match &d.event {
+                DeltaEvent::Quote(quote) if quote.symbol == "ES" => Some(quote.account),
+                _ => None,
+            })),
+            _ => {}
+        }
+    }
+    let mut state = client.subscribe(topics::QUOTES).await.unwrap();
+    let StateUpdate::Snapshot(snapshot) = state.next().await.unwrap() else { panic!("a snapshot first") };
+    assert!(snapshot.accounts.is_empty() && snapshot.positions.is_empty(), "only the topic asked for");
+    let (bid, ask) = (p("5000.00").raw(), p("5000.25").raw());
+    assert_eq!(es_quotes(&snapshot.quotes), followers.iter().map(|&a| (a, bid, ask)).collect::<Vec<_>>());
+
+    // The price moves: the board, then a delta per follower with the new bid and ask.
+    demo.broker.set_price(&sym("ES"), p("5010.00")).unwrap();
+    eventually(LIMIT, "every follower's new ES quote on the board", || quoted("5010.00", "5010.25")).await;
+    let (bid, ask) = (p("5010.00").raw(), p("5010.25").raw());
+    let mut moved = BTreeSet::new();
+    while moved != followers {
+        match state.next().await.unwrap() {
+            StateUpdate::Deltas(deltas) => {
+                for delta in &deltas.events {
+                    let DeltaEvent::Quote(quote) = &delta.event else { panic!("only quotes: {delta:?}") };
+                    if quote.symbol == "ES" && (quote.bid, quote.ask) == (bid, ask) {
+                        moved.insert(quote.account);
+                    }
+                }
+            }
+            StateUpdate::Heartbeat { .. } => {}
+            other => panic!("deltas after the snapshot, not {other:?}"),
+        }
+    }
     demo.stop().await;
 }

@@ -108,6 +108,8 @@ async fn engine(session: &CtraderSession, followers: usize, source: Origin) -> E
             mailbox: handle.mailbox(account).unwrap(),
             engine: handle.clone(),
             connected: true,
+            // Fan-out latency alone: no quote traffic beside it.
+            symbols: Vec::new(),
         };
         spawn_account_tasks(wiring, settings());
     }

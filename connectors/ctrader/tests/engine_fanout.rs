@@ -96,6 +96,8 @@ async fn start(
             mailbox: handle.mailbox(account).unwrap(),
             engine: handle.clone(),
             connected: true,
+            // Fan-out alone: no quote traffic beside it.
+            symbols: Vec::new(),
         };
         spawn_account_tasks(wiring, settings());
     }

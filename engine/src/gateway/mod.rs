@@ -121,6 +121,9 @@ pub struct GatewayLimits {
     pub heartbeat: Duration,
     /// Fills and finished orders kept for snapshots.
     pub recent_kept: usize,
+    /// How often changed quotes are published (coalesced: at most one per account and symbol
+    /// per interval, the latest).
+    pub quote_interval: Duration,
 }
 
 impl Default for GatewayLimits {
@@ -142,6 +145,7 @@ impl Default for GatewayLimits {
             stats_interval: Duration::from_secs(1),
             heartbeat: Duration::from_secs(1),
             recent_kept: 256,
+            quote_interval: Duration::from_millis(100),
         }
     }
 }

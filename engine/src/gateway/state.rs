@@ -15,6 +15,10 @@
 //! - Deltas are numbered without gaps within an epoch (one per hub start) and the last
 //!   [`super::GatewayLimits::resume_window`] are kept, so a client that reconnects resumes
 //!   exactly after the last number it holds: no gap, no duplicate.
+//! - connectors → hub: the engine's [`crate::market::QuoteBoard`], which keeps only the latest
+//!   quote of each account and symbol. Every [`super::GatewayLimits::quote_interval`] the hub
+//!   takes the quotes that changed since its last look and publishes them as `Quote` deltas,
+//!   one per account and symbol at most: a fast market costs subscribers a bounded rate.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -24,8 +28,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mirror_model::{AccountId, ClientOrderId, Position, PositionChange};
 use mirror_wire::proto::{
     AccountState, CopyState, CopyStatus, Delta, DeltaEvent, Deltas, FillState, LatencyStats, LogLevel, LogLine,
-    OrderState, OrderStatus, Percentiles, PositionState, ResumeFrom, Snapshot, SnapshotReason, StateFrame, Subscribe,
-    stream_code, topics,
+    OrderState, OrderStatus, Percentiles, PositionState, Quote, ResumeFrom, Snapshot, SnapshotReason, StateFrame,
+    Subscribe, stream_code, topics,
 };
 use rustc_hash::FxHashMap;
 use tokio::sync::{oneshot, watch};
@@ -108,6 +112,7 @@ struct Replica {
     fills: VecDeque<FillState>,
     copy: BTreeMap<u32, CopyStatus>,
     latency: LatencyStats,
+    quotes: BTreeMap<(u32, String), Quote>,
     names: FxHashMap<AccountId, Arc<str>>,
     recent_kept: usize,
 }
@@ -197,7 +202,10 @@ impl Replica {
                 self.copy.insert(copy.account, copy.clone());
             }
             DeltaEvent::Latency(latency) => self.latency = *latency,
-            DeltaEvent::Log(_) | DeltaEvent::Quote(_) => {}
+            DeltaEvent::Quote(quote) => {
+                self.quotes.insert((quote.account, quote.symbol.clone()), quote.clone());
+            }
+            DeltaEvent::Log(_) => {}
         }
     }
 
@@ -214,6 +222,7 @@ impl Replica {
             fills: self.fills.iter().cloned().collect(),
             copy: self.copy.values().cloned().collect(),
             latency: self.latency,
+            quotes: self.quotes.values().cloned().collect(),
         }
     }
 
@@ -412,6 +421,8 @@ struct Hub {
     subscribers: Vec<Subscriber>,
     /// Numbered deltas not yet handed to subscribers.
     pending: Vec<Delta>,
+    /// The quote board's change number the hub has published up to.
+    quotes_seen: u64,
 }
 
 impl Hub {
@@ -507,6 +518,27 @@ impl Hub {
         }
     }
 
+    /// The quotes that changed on the board since the last call, one per account and symbol.
+    fn quote_events(&mut self) -> Vec<DeltaEvent> {
+        let mut changed = Vec::new();
+        self.quotes_seen = self.engine.quote_board().changed_since(self.quotes_seen, &mut changed);
+        changed
+            .into_iter()
+            .map(|(account, symbol, quote)| Quote {
+                account: account.0,
+                symbol: symbol.as_str().to_owned(),
+                bid: quote.bid.raw(),
+                ask: quote.ask.raw(),
+                time_unix_ms: quote.time_unix_ms,
+            })
+            .filter(|quote| {
+                let held = self.replica.quotes.get(&(quote.account, quote.symbol.clone()));
+                held.is_none_or(|held| (held.bid, held.ask) != (quote.bid, quote.ask))
+            })
+            .map(DeltaEvent::Quote)
+            .collect()
+    }
+
     fn stats_events(&self, feed: Option<&crate::telemetry::AuditFeed>) -> Vec<DeltaEvent> {
         let stats = self.engine.stats();
         let latency = LatencyStats {
@@ -540,6 +572,7 @@ pub(super) fn spawn_hub(
         ring: VecDeque::new(),
         subscribers: Vec::new(),
         pending: Vec::new(),
+        quotes_seen: 0,
     };
     let task = tokio::spawn(run_hub(hub, inbox, shutdown));
     (HubHandle { epoch, requests }, task)
@@ -558,8 +591,10 @@ async fn run_hub(mut hub: Hub, inbox: flume::Receiver<HubRequest>, mut shutdown:
     hub.commit(std::mem::take(&mut events));
     let mut poll = tokio::time::interval(hub.limits.account_poll.max(Duration::from_millis(10)));
     let mut stats = tokio::time::interval(hub.limits.stats_interval.max(Duration::from_millis(10)));
+    let mut quotes = tokio::time::interval(hub.limits.quote_interval.max(Duration::from_millis(10)));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    quotes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -592,6 +627,10 @@ async fn run_hub(mut hub: Hub, inbox: flume::Receiver<HubRequest>, mut shutdown:
                 let latency = hub.stats_events(feed.as_ref());
                 hub.commit(latency);
             }
+            _ = quotes.tick() => {
+                let changed = hub.quote_events();
+                hub.commit(changed);
+            }
         }
     }
 }
@@ -616,6 +655,9 @@ fn filter_snapshot(mut snapshot: Snapshot, topics: u32) -> Snapshot {
     }
     if !keep(topics::LATENCY) {
         snapshot.latency = LatencyStats::default();
+    }
+    if !keep(topics::QUOTES) {
+        snapshot.quotes.clear();
     }
     snapshot
 }
@@ -763,6 +805,7 @@ mod tests {
             ring: VecDeque::new(),
             subscribers: Vec::new(),
             pending: Vec::new(),
+            quotes_seen: 0,
         };
         (hub, engine)
     }
@@ -794,6 +837,33 @@ mod tests {
         // The slow one still holds what it had, then learns it was dropped.
         assert_eq!((slow.live.try_recv().unwrap()[0].seq, slow.live.try_recv().unwrap()[0].seq), (1, 2));
         assert!(matches!(slow.live.try_recv(), Err(flume::TryRecvError::Disconnected)));
+        engine.shutdown();
+    }
+
+    #[test]
+    fn quotes_are_published_once_per_change_and_kept_for_snapshots() {
+        let (mut hub, engine) = hub(16, 100);
+        let board = engine.handle().quote_board().clone();
+        let quote = |bid: i64| mirror_connector::Quote {
+            symbol: mirror_model::Symbol::new("ES").unwrap(),
+            bid: mirror_model::Price::from_raw(bid),
+            ask: mirror_model::Price::from_raw(bid + 25),
+            time_unix_ms: 1,
+        };
+        // Three quotes between two ticks: one delta, the latest.
+        for bid in [100, 200, 300] {
+            board.update(AccountId(4), &quote(bid));
+        }
+        let events = hub.quote_events();
+        assert!(
+            matches!(&events[..], [DeltaEvent::Quote(q)] if (q.account, q.bid, q.ask) == (4, 300, 325)),
+            "{events:?}"
+        );
+        hub.commit(events);
+        assert!(hub.quote_events().is_empty(), "nothing changed since");
+        let Start::Snapshot(snapshot) = register(&mut hub, None).start else { panic!("a snapshot") };
+        assert_eq!(snapshot.quotes.iter().map(|q| (q.account, q.bid)).collect::<Vec<_>>(), [(4, 300)]);
+        assert!(filter_snapshot(*snapshot, topics::ACCOUNTS).quotes.is_empty(), "not asked for");
         engine.shutdown();
     }
 

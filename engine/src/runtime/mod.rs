@@ -19,6 +19,7 @@ use crate::account::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::journal::{AdminAction, AdminRecord, Journal, JournalError, Recovery};
+use crate::market::QuoteBoard;
 use crate::router::{CopyMap, LinkSpec, MapError, Target};
 use crate::telemetry::{
     AuditFeed, Counter, FanoutDone, OUTSIDE_SLOT, Stats, StatsSnapshot, TelemetryMsg, TelemetrySink,
@@ -259,6 +260,7 @@ pub(crate) struct Shared {
     origin_symbols: FxHashMap<Origin, FxHashSet<Symbol>>,
     sources: FxHashSet<Origin>,
     journal: Option<Journal>,
+    quotes: QuoteBoard,
 }
 
 /// A signal ready to travel: the per-shard messages, and its archived bytes (when archived).
@@ -549,6 +551,7 @@ impl EngineBuilder {
             origin_symbols,
             sources: self.sources.into_iter().collect(),
             journal: journal.clone(),
+            quotes: QuoteBoard::default(),
         });
         let plan = self.cores.unwrap_or_else(|| CorePlan::new(&self.settings));
         let mut threads = Vec::with_capacity(shard_count);
@@ -741,6 +744,12 @@ impl EngineHandle {
     /// subscribers; `None` when the engine was built without telemetry.
     pub fn audit_feed(&self) -> Option<AuditFeed> {
         self.shared.telemetry.as_ref().map(|telemetry| telemetry.feed.clone())
+    }
+
+    /// The latest quotes of every account's symbols (written by the connector tasks, never by
+    /// the shards).
+    pub fn quote_board(&self) -> &QuoteBoard {
+        &self.shared.quotes
     }
 
     fn check(&self, signal: &Signal) -> Result<(), SubmitError> {

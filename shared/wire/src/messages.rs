@@ -75,7 +75,8 @@ pub mod topics {
     pub const LOGS: u32 = 1 << 5;
     /// Counters and latency histograms.
     pub const LATENCY: u32 = 1 << 6;
-    /// Quotes (not produced by this engine build yet).
+    /// Quotes: the latest bid and ask of each account's symbols, coalesced (at most one per
+    /// account and symbol per publication interval; only the latest counts).
     pub const QUOTES: u32 = 1 << 7;
     /// Everything.
     pub const ALL: u32 = (1 << 8) - 1;
@@ -679,15 +680,19 @@ pub struct LatencyStats {
     pub telemetry_dropped: u64,
 }
 
-/// A quote.
+/// The latest quote of a symbol at one account's broker.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Quote {
-    /// Symbol.
+    /// Account.
+    pub account: u32,
+    /// Symbol, as the account's broker spells it.
     pub symbol: String,
     /// Bid (raw).
     pub bid: i64,
     /// Ask (raw).
     pub ask: i64,
+    /// Broker time, Unix milliseconds.
+    pub time_unix_ms: i64,
 }
 
 /// One change of state.
@@ -757,6 +762,8 @@ pub struct Snapshot {
     pub copy: Vec<CopyStatus>,
     /// Counters and latency.
     pub latency: LatencyStats,
+    /// The latest quote of each account's symbols.
+    pub quotes: Vec<Quote>,
 }
 
 /// Changes `first_seq ..= last_seq` (events of topics the subscriber did not pick are left
@@ -774,6 +781,9 @@ pub struct Deltas {
 }
 
 /// A frame on a state stream.
+// A snapshot is one frame per subscriber start, against a heap of vectors it carries anyway:
+// its inline size is not worth a box in every match on the frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum StateFrame {
     /// Start (again) from here.

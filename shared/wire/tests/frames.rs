@@ -4,7 +4,7 @@
 
 use mirror_wire::proto::{
     AccountState, CLIENT_FRAME_MAX, Delta, DeltaEvent, Deltas, Hello, HelloReply, OrderTicket, OrderType, PairPolicy,
-    PairTicket, Request, Response, ResumeFrom, Role, Side, Snapshot, SnapshotReason, StateFrame, Subscribe, Tif,
+    PairTicket, Quote, Request, Response, ResumeFrom, Role, Side, Snapshot, SnapshotReason, StateFrame, Subscribe, Tif,
     Welcome, topics,
 };
 use mirror_wire::{FRAME_HEADER_LEN, FrameDecoder, FrameError, Message, decode_frame, decode_payload, encode_frame};
@@ -93,12 +93,25 @@ fn hello_and_state_round_trip_and_hello_debug_hides_the_token() {
             fills: vec![],
             copy: vec![],
             latency: Default::default(),
+            quotes: vec![Quote { account: 1, symbol: "ES".into(), bid: 500_000, ask: 500_025, time_unix_ms: 1 }],
         }),
         StateFrame::Deltas(Deltas {
             epoch: 1,
             first_seq: 11,
             last_seq: 12,
-            events: vec![Delta { seq: 12, event: DeltaEvent::Account(account) }],
+            events: vec![
+                Delta {
+                    seq: 11,
+                    event: DeltaEvent::Quote(Quote {
+                        account: 1,
+                        symbol: "ES".into(),
+                        bid: 1,
+                        ask: 2,
+                        time_unix_ms: 3,
+                    }),
+                },
+                Delta { seq: 12, event: DeltaEvent::Account(account) },
+            ],
         }),
         StateFrame::Heartbeat { epoch: 1, seq: 12 },
     ];

@@ -87,6 +87,9 @@ impl Default for DemoOptions {
     }
 }
 
+/// A follower's id, broker login, connector and the symbols its actor trades.
+type FollowerConnector = (AccountId, String, Arc<dyn Connector>, Vec<Symbol>);
+
 pub struct Demo {
     pub engine: Option<Engine>,
     pub telemetry: Option<TelemetryHandle>,
@@ -117,7 +120,7 @@ impl Demo {
         })
         .source(source, [sym("ES"), sym("NQ")]);
         let mut names = rustc_hash::FxHashMap::default();
-        let mut connectors: Vec<(AccountId, String, Arc<dyn Connector>)> = Vec::new();
+        let mut connectors: Vec<FollowerConnector> = Vec::new();
         let rules = Arc::new(LinkRules {
             sizing: SizingRule::Multiplier { ratio: mirror_model::Ratio::ONE },
             ..LinkRules::default()
@@ -145,6 +148,7 @@ impl Demo {
             if !table.iter().any(|s| s.symbol == sym("NQ")) {
                 table.push(future("NQ", "5").spec);
             }
+            let symbols: Vec<Symbol> = table.iter().map(|spec| spec.symbol).collect();
             let id = follower_id(index);
             names.insert(id, Arc::<str>::from(login.as_str()));
             builder = builder
@@ -162,7 +166,7 @@ impl Demo {
                     positions: booted.positions.clone(),
                 })
                 .link(LinkSpec { leader: source, follower: id, rules: Arc::clone(&rules) });
-            connectors.push((id, login, connector));
+            connectors.push((id, login, connector, symbols));
         }
         let stats = Stats::new();
         let telemetry =
@@ -174,7 +178,7 @@ impl Demo {
         let (engine, queues) = builder.start().unwrap();
         let handle = engine.handle();
         for (account, commands) in queues {
-            let (_, login, connector) = connectors.iter().find(|(id, ..)| *id == account).unwrap();
+            let (_, login, connector, symbols) = connectors.iter().find(|(id, ..)| *id == account).unwrap();
             spawn_account_tasks(
                 AccountWiring {
                     account,
@@ -184,6 +188,7 @@ impl Demo {
                     mailbox: handle.mailbox(account).unwrap(),
                     engine: handle.clone(),
                     connected: true,
+                    symbols: symbols.clone(),
                 },
                 settings,
             );
@@ -209,7 +214,7 @@ impl Demo {
         );
         gateway_settings.limits = options.limits;
         let gateway = spawn_gateway(handle, gateway_settings).unwrap();
-        let followers = connectors.into_iter().map(|(id, login, _)| (id, login)).collect();
+        let followers = connectors.into_iter().map(|(id, login, ..)| (id, login)).collect();
         Self {
             engine: Some(engine),
             telemetry: Some(telemetry),

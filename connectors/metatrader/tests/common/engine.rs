@@ -82,6 +82,8 @@ pub async fn start(bridge: &MtBridge, names: &[String], links: Vec<(String, Stri
             mailbox,
             engine: handle.clone(),
             connected: true,
+            // These scenarios are about trading: no quote traffic beside it.
+            symbols: Vec::new(),
         };
         tasks.extend(spawn_account_tasks(wiring, settings));
     }
