@@ -9,7 +9,7 @@ use std::time::Duration;
 use mirror_model::Origin;
 
 use super::locate::FieldPath;
-use super::resolve::{Errors, ResolvedSource};
+use super::resolve::{Errors, ResolvedSource, defined_sources};
 use super::schema::{GatewayRole, GatewaySection, GatewayTokenEntry};
 use crate::gateway::{GatewayLimits, Identity, Role};
 use crate::secrets::CredentialRef;
@@ -71,21 +71,14 @@ pub(super) fn gateway(
 ) -> Option<ResolvedGateway> {
     let path = FieldPath::root().key("gateway");
     let before = errors.count();
-    let listen = section.listen.trim().parse::<SocketAddr>();
-    if listen.is_err() {
-        errors.at(
-            file,
-            &path.key("listen"),
-            format!("must be an IP address and UDP port such as 127.0.0.1:7443, got `{}`", section.listen),
-        );
-    }
+    let listen = errors.socket_address(file, &path.key("listen"), &section.listen, "UDP port such as 127.0.0.1:7443");
     let identity = identity(errors, file, &path, section);
     if section.client_ca.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
         errors.at(file, &path.key("client_ca"), "must name a PEM file");
     }
     let limits = limits(errors, file, &path, section);
     let tokens = tokens(errors, file, &path, &section.tokens, sources, accounts);
-    let (Ok(listen), Some(identity), true) = (listen, identity, errors.count() == before) else { return None };
+    let (Some(listen), Some(identity), true) = (listen, identity, errors.count() == before) else { return None };
     Some(ResolvedGateway { listen, identity, client_ca: section.client_ca.clone(), limits, tokens })
 }
 
@@ -210,11 +203,7 @@ fn tokens(
         );
         return Vec::new();
     }
-    let defined = if sources.is_empty() {
-        "none is defined".to_owned()
-    } else {
-        format!("defined: {}", sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))
-    };
+    let defined = defined_sources(sources);
     let mut names: BTreeMap<&str, usize> = BTreeMap::new();
     let mut references: BTreeMap<&CredentialRef, &str> = BTreeMap::new();
     let mut resolved = Vec::with_capacity(entries.len());

@@ -9,7 +9,7 @@ use std::time::Duration;
 use mirror_model::Origin;
 
 use super::locate::FieldPath;
-use super::resolve::{Errors, ResolvedSource};
+use super::resolve::{Errors, ResolvedSource, defined_sources};
 use super::schema::{HttpSection, WebhookEntry, WebhookKindEntry};
 use crate::http::{HttpLimits, IpNet, WebhookKind};
 use crate::secrets::CredentialRef;
@@ -54,14 +54,7 @@ pub(super) fn http(
 ) -> Option<ResolvedHttp> {
     let path = FieldPath::root().key("http");
     let before = errors.count();
-    let listen = section.listen.trim().parse::<SocketAddr>();
-    if listen.is_err() {
-        errors.at(
-            file,
-            &path.key("listen"),
-            format!("must be an IP address and TCP port such as 127.0.0.1:8080, got `{}`", section.listen),
-        );
-    }
+    let listen = errors.socket_address(file, &path.key("listen"), &section.listen, "TCP port such as 127.0.0.1:8080");
     let tls = match (&section.tls_cert, &section.tls_key) {
         (Some(cert), Some(key)) if !cert.as_os_str().is_empty() && !key.as_os_str().is_empty() => {
             Some((cert.clone(), key.clone()))
@@ -82,7 +75,7 @@ pub(super) fn http(
     };
     let limits = limits(errors, file, &path, section);
     let webhooks = webhooks(errors, file, &path, &section.webhooks, sources);
-    let (Ok(listen), true) = (listen, errors.count() == before) else { return None };
+    let (Some(listen), true) = (listen, errors.count() == before) else { return None };
     Some(ResolvedHttp { listen, tls, limits, webhooks })
 }
 
@@ -126,11 +119,7 @@ fn webhooks(
     entries: &[WebhookEntry],
     sources: &[ResolvedSource],
 ) -> Vec<ResolvedWebhook> {
-    let defined = if sources.is_empty() {
-        "none is defined".to_owned()
-    } else {
-        format!("defined: {}", sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))
-    };
+    let defined = defined_sources(sources);
     let mut names: BTreeMap<&str, usize> = BTreeMap::new();
     let mut references: BTreeMap<&CredentialRef, &str> = BTreeMap::new();
     let mut resolved = Vec::with_capacity(entries.len());

@@ -202,14 +202,7 @@ pub(super) fn metatrader_bridge(
 ) -> Option<ResolvedBridge> {
     let path = FieldPath::root().key("metatrader");
     let before = errors.count();
-    let listen = section.listen.trim().parse::<SocketAddr>();
-    if listen.is_err() {
-        errors.at(
-            file,
-            &path.key("listen"),
-            format!("must be an IP address and port such as 0.0.0.0:5200, got `{}`", section.listen),
-        );
-    }
+    let listen = errors.socket_address(file, &path.key("listen"), &section.listen, "port such as 0.0.0.0:5200");
     let tls = match (&section.tls_cert, &section.tls_key) {
         (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
         (Some(_), None) => {
@@ -222,7 +215,7 @@ pub(super) fn metatrader_bridge(
         }
         (None, None) => None,
     };
-    if let Ok(listen) = listen
+    if let Some(listen) = listen
         && section.tls_cert.is_none()
         && section.tls_key.is_none()
         && !listen.ip().is_loopback()
@@ -237,7 +230,7 @@ pub(super) fn metatrader_bridge(
             ),
         );
     }
-    let listen = listen.ok()?;
+    let listen = listen?;
     (errors.count() == before).then(|| ResolvedBridge {
         listen,
         allow_plain: section.allow_plain || tls.is_none(),

@@ -160,9 +160,33 @@ impl Errors<'_> {
         });
     }
 
+    /// `text` as an IP address and port, or an error at `path` giving an example of the form.
+    pub(super) fn socket_address(
+        &mut self,
+        file: usize,
+        path: &FieldPath,
+        text: &str,
+        example: &str,
+    ) -> Option<std::net::SocketAddr> {
+        let parsed = text.trim().parse().ok();
+        if parsed.is_none() {
+            self.at(file, path, format!("must be an IP address and {example}, got `{text}`"));
+        }
+        parsed
+    }
+
     fn line_of(&self, file: usize, path: &FieldPath) -> usize {
         let located = &self.located[file];
         located.line_col(located.span_of(path).start).0
+    }
+}
+
+/// The sources a reference may name, for messages about an unknown one.
+pub(super) fn defined_sources(sources: &[ResolvedSource]) -> String {
+    if sources.is_empty() {
+        "none is defined".to_owned()
+    } else {
+        format!("defined: {}", sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))
     }
 }
 
