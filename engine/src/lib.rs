@@ -19,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod gateway;
+mod hex;
 pub mod http;
 pub mod journal;
 pub mod market;

@@ -371,7 +371,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         for source in sources {
             hasher.update(source.text.as_bytes());
         }
-        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex::lower_hex(&hasher.finalize())
     };
     let sim = SimConfig {
         seed: sim_section.seed,

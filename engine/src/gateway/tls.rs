@@ -149,7 +149,7 @@ impl TlsIdentity {
 
 /// SHA-256 of DER bytes, lower-case hex.
 pub(super) fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::lower_hex(&Sha256::digest(der))
 }
 
 #[cfg(unix)]

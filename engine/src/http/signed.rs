@@ -261,7 +261,7 @@ mod tests {
         mac.update(format!("{timestamp}.").as_bytes());
         mac.update(body);
         let bytes = mac.finalize().into_bytes();
-        format!("sha256={}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        format!("sha256={}", crate::hex::lower_hex(&bytes))
     }
 
     #[test]

@@ -437,13 +437,13 @@ fn read_u64(tree: &sled::Tree, key: &[u8]) -> sled::Result<Option<u64>> {
 fn identity(trees: &Trees, path: &Path) -> Result<String, JournalError> {
     let storage = |e: sled::Error| JournalError::storage(path, e);
     if let Some(stored) = trees.meta.get(META_UID).map_err(storage)? {
-        return Ok(stored.iter().map(|byte| format!("{byte:02x}")).collect());
+        return Ok(crate::hex::lower_hex(&stored));
     }
     let mut bytes = [0_u8; 16];
     crate::secrets::fill_random(&mut bytes).map_err(|e| JournalError::storage(path, e))?;
     trees.meta.insert(META_UID, &bytes).map_err(storage)?;
     trees.meta.flush().map_err(storage)?;
-    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+    Ok(crate::hex::lower_hex(&bytes))
 }
 
 fn forget_other_consumers(trees: &Trees, keep: &[String], path: &Path) -> Result<(), JournalError> {

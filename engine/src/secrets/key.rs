@@ -160,6 +160,7 @@ impl MasterKey {
 
     /// The key as lowercase hex, in a buffer wiped on drop.
     fn to_hex(&self) -> Zeroizing<String> {
+        // Not `crate::hex`: the key's text is written straight into memory that is wiped.
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut text = Zeroizing::new(String::with_capacity(MASTER_KEY_LEN * 2 + 1));
         for byte in self.bytes.iter() {
