@@ -16,7 +16,8 @@
 //! # Exactly once
 //!
 //! Each batch of entries is written in one transaction together with the new checkpoint
-//! (the last position written) in `journal_checkpoint`. The transaction first locks the
+//! (the last position written) in the journal's row of `journals` (keyed by the journal's
+//! identity, since positions restart in every new journal). The transaction first locks the
 //! checkpoint row and checks it is still where this writer left it. On start and after every
 //! reconnect the writer reads the checkpoint from Postgres, which is the truth (a commit
 //! whose answer was lost to a cut connection did happen), and continues from the next

@@ -28,7 +28,7 @@ use crate::journal::{Journal, JournalSettings};
 
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// Every table a batch writes, each with an order that makes its rows comparable.
+/// Every table a batch writes from the journal (compared row by row, as text).
 const TABLES: &[&str] = &[
     "signals",
     "deliveries",
