@@ -105,6 +105,7 @@ fn signal(leader: u64) -> SignalAction {
         time_in_force: TimeInForce::Gtc,
         contract_size: Some(Qty::parse("100000").unwrap()),
         from_pending: None,
+        risk_bp: None,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Assembling a running Mirror from a resolved configuration: the brokers and one connector
 //! per account ([`crate::platforms`]), the engine, the connector tasks, the auto-traders, and
-//! the QUIC gateway for `mirror-sdk` clients (`[gateway]`) and the HTTP server (`[http]`).
+//! the QUIC gateway for `mirror-sdk` clients (`[gateway]`), the HTTP server (`[http]`) and the
+//! file drops (`[[file_drops]]`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,11 +16,13 @@ use tokio::task::JoinHandle;
 use crate::LinkId;
 use crate::account::{AccountSetup, Control};
 use crate::clock::Clock;
-use crate::config::{Resolved, ResolvedGateway, ResolvedHttp, Venue};
+use crate::config::{Resolved, ResolvedFileDrop, ResolvedGateway, ResolvedHttp, Venue};
 use crate::connectors::{AccountWiring, Boot, boot, reconcile_all, spawn_account_tasks};
+use crate::file_drop::{FileDrop, FileDropSettings, spawn_file_drop};
 use crate::gateway::{ConfigService, Gateway, GatewaySettings, GatewayToken, spawn_gateway};
-use crate::http::{HttpServer, HttpSettings, Webhook, spawn_http};
+use crate::http::{AuthSettings, HttpServer, HttpSettings, Webhook, spawn_http};
 use crate::journal::{AdminAction, AdminRecord, Journal, JournalSettings, Recovery};
+use crate::live_config::LiveConfig;
 pub use crate::platforms::GatewayTokenOff;
 use crate::platforms::{AccountConnector, Credentials, Platforms};
 use crate::router::LinkSpec;
@@ -84,6 +87,8 @@ pub struct Running {
     /// The HTTP server (`[http]`), until the feeds halt.
     http: Option<HttpServer>,
     http_addr: Option<SocketAddr>,
+    /// The watched folders (`[[file_drops]]`), until the feeds halt.
+    file_drops: Vec<FileDrop>,
     /// Account names by id.
     pub names: FxHashMap<AccountId, Arc<str>>,
     started: std::time::Instant,
@@ -96,6 +101,7 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
     let gateway_tokens = std::mem::take(&mut credentials.gateway);
     let gateway_off = std::mem::take(&mut credentials.gateway_off);
     let webhook_secrets = std::mem::take(&mut credentials.webhooks);
+    let auth_secrets = std::mem::take(&mut credentials.auth_clients);
     let (mut platforms, connectors) = Platforms::open(resolved, credentials).await?;
     let mut running = match assemble(resolved, options, &platforms, connectors).await {
         Ok(running) => running,
@@ -105,11 +111,12 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
         }
     };
     running.platforms = platforms;
+    let live = Arc::new(LiveConfig::new(resolved, running.handle.clone()));
     if let Some(settings) = &resolved.gateway {
         for off in &gateway_off {
             tracing::info!(token = %off.token, reason = %off.reason, "gateway token left out (optional)");
         }
-        match open_gateway(resolved, settings, gateway_tokens, &running.handle) {
+        match open_gateway(settings, gateway_tokens, &running.handle, Arc::clone(&live)) {
             Ok(gateway) => {
                 running.gateway_addr = Some(gateway.local_addr());
                 running.gateway_fingerprint = Some(gateway.cert_fingerprint().to_owned());
@@ -123,7 +130,7 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
         }
     }
     if let Some(settings) = &resolved.http {
-        match open_http(resolved, settings, webhook_secrets, &running.handle) {
+        match open_http(resolved, settings, webhook_secrets, auth_secrets, &running.handle, Arc::clone(&live)) {
             Ok(server) => {
                 running.http_addr = Some(server.local_addr());
                 running.http = Some(server);
@@ -134,7 +141,31 @@ pub async fn start(resolved: &Resolved, options: StartOptions) -> anyhow::Result
             }
         }
     }
+    for drop in &resolved.file_drops {
+        match open_file_drop(resolved, drop, &running.handle) {
+            Ok(watcher) => running.file_drops.push(watcher),
+            Err(error) => {
+                running.stop().await;
+                return Err(error);
+            }
+        }
+    }
     Ok(running)
+}
+
+/// Starts watching a drop folder; its signals are sent as its source, with the symbols that
+/// source lists, or any of the catalog's.
+fn open_file_drop(resolved: &Resolved, drop: &ResolvedFileDrop, engine: &EngineHandle) -> anyhow::Result<FileDrop> {
+    let listed = resolved.sources.iter().find(|s| s.name == drop.source.1).map(|s| s.symbols.clone());
+    let settings = FileDropSettings {
+        name: drop.name.clone(),
+        dir: drop.dir.clone(),
+        origin: drop.source.0,
+        source: drop.source.1.clone(),
+        symbols: listed.filter(|s| !s.is_empty()).unwrap_or_else(|| resolved.catalog.keys().copied().collect()),
+        limits: drop.limits.clone(),
+    };
+    Ok(spawn_file_drop(engine.clone(), settings)?)
 }
 
 /// Starts the HTTP server on the running engine. A webhook's source sends the symbols its
@@ -143,7 +174,9 @@ fn open_http(
     resolved: &Resolved,
     http: &ResolvedHttp,
     secrets: Vec<Secret>,
+    auth_secrets: Vec<Secret>,
     engine: &EngineHandle,
+    live: Arc<LiveConfig>,
 ) -> anyhow::Result<HttpServer> {
     let webhooks = http
         .webhooks
@@ -158,19 +191,30 @@ fn open_http(
                 origin: webhook.source.0,
                 symbols: listed.filter(|s| !s.is_empty()).unwrap_or_else(|| resolved.catalog.keys().copied().collect()),
                 allow_ips: webhook.allow_ips.clone(),
+                chats: webhook.chats.clone(),
+                qty: webhook.qty,
             }
         })
         .collect();
-    let settings = HttpSettings { listen: http.listen, tls: http.tls.clone(), limits: http.limits.clone(), webhooks };
+    let settings = HttpSettings {
+        listen: http.listen,
+        tls: http.tls.clone(),
+        limits: http.limits.clone(),
+        webhooks,
+        catalog: live.catalog(),
+        config: Some(live as Arc<dyn ConfigService>),
+        auth: http.auth.as_ref().map(|auth| AuthSettings::from_config(auth, auth_secrets)),
+        state_dir: Some(http.state_dir.clone()),
+    };
     spawn_http(engine.clone(), settings).with_context(|| format!("the HTTP server on {}", http.listen))
 }
 
 /// Starts the QUIC gateway on the running engine.
 fn open_gateway(
-    resolved: &Resolved,
     gateway: &ResolvedGateway,
     tokens: Vec<GatewayToken>,
     engine: &EngineHandle,
+    live: Arc<LiveConfig>,
 ) -> anyhow::Result<Gateway> {
     let settings = GatewaySettings {
         listen: gateway.listen,
@@ -178,45 +222,9 @@ fn open_gateway(
         client_ca: gateway.client_ca.clone(),
         tokens,
         limits: gateway.limits.clone(),
-        config: Some(Arc::new(ConfigFiles::new(resolved))),
+        config: Some(live as Arc<dyn ConfigService>),
     };
     spawn_gateway(engine.clone(), settings).with_context(|| format!("the QUIC gateway on {}", gateway.listen))
-}
-
-/// The gateway's configuration service: `ReadConfig` answers the files in force as they were
-/// read at start. `ApplyConfig` is refused: the engine is built from one configuration and
-/// this build cannot swap its accounts and links while it runs.
-struct ConfigFiles {
-    text: String,
-}
-
-impl ConfigFiles {
-    fn new(resolved: &Resolved) -> Self {
-        let text = match resolved.texts.as_slice() {
-            [one] => one.clone(),
-            texts => resolved
-                .files
-                .iter()
-                .zip(texts)
-                .map(|(path, text)| format!("# ---- file: {} ----\n{text}", path.display()))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        };
-        Self { text }
-    }
-}
-
-impl ConfigService for ConfigFiles {
-    fn read(&self) -> Result<String, String> {
-        Ok(self.text.clone())
-    }
-
-    fn apply(&self, _toml: &str, who: &str) -> Result<(), String> {
-        tracing::info!(who, "gateway: a configuration apply was refused (not supported in this build)");
-        Err("not supported in this build: edit the configuration file, check it with `mirror-engine check`, and \
-             restart Mirror"
-            .into())
-    }
 }
 
 /// Boots every account's connector concurrently (each step within the boot timeout: a
@@ -442,6 +450,7 @@ async fn assemble(
         gateway_off: Vec::new(),
         http: None,
         http_addr: None,
+        file_drops: Vec::new(),
         names,
         started: std::time::Instant::now(),
     })
@@ -529,6 +538,11 @@ impl Running {
         self.http_addr
     }
 
+    /// The watched folders (`[[file_drops]]`), until the feeds halt.
+    pub fn file_drops(&self) -> &[FileDrop] {
+        &self.file_drops
+    }
+
     /// The optional gateway tokens left out at start, and why.
     pub fn gateway_tokens_off(&self) -> &[GatewayTokenOff] {
         &self.gateway_off
@@ -575,10 +589,14 @@ impl Running {
         }
     }
 
-    /// Closes the gateway and the HTTP server (their clients send nothing more), stops the auto-trading leaders and
-    /// the price feed, then waits for the orders in flight to finish, so that what follows
-    /// sees a settled state.
+    /// Closes the gateway and the HTTP server (their clients send nothing more) and stops
+    /// watching the drop folders (a file part-way resumes at the next start), stops the
+    /// auto-trading leaders and the price feed, then waits for the orders in flight to finish,
+    /// so that what follows sees a settled state.
     pub async fn halt_feeds(&mut self) {
+        for drop in self.file_drops.drain(..) {
+            drop.shutdown().await;
+        }
         if let Some(gateway) = self.gateway.take() {
             gateway.shutdown().await;
         }

@@ -9,6 +9,7 @@
 //! - [`gateway`]: the QUIC gateway for `mirror-sdk` and the desktop apps.
 //! - [`market`]: market data: the latest quote of every account's symbols.
 //! - [`http`]: the HTTP server: webhooks (TradingView, signed JSON), health, Prometheus metrics.
+//! - [`file_drop`]: watched folders of CSV and JSON signal files.
 //! - [`telemetry`]: counters, latency histograms, the status line and logs.
 
 #![warn(missing_docs)]
@@ -18,10 +19,12 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod connectors;
+pub mod file_drop;
 pub mod gateway;
 mod hex;
 pub mod http;
 pub mod journal;
+pub mod live_config;
 pub mod market;
 pub(crate) mod platforms;
 pub mod replay;

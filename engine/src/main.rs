@@ -147,7 +147,16 @@ fn run(path: &std::path::Path, duration: Option<Duration>) -> ExitCode {
         if let Some(addr) = running.http_addr() {
             let webhooks = resolved.http.as_ref().map_or(0, |h| h.webhooks.len());
             let scheme = if resolved.http.as_ref().is_some_and(|h| h.tls.is_some()) { "https" } else { "http" };
-            println!("HTTP listening on {scheme}://{addr} (/api/v1/health, /metrics, {webhooks} webhooks)");
+            let api = if resolved.http.as_ref().is_some_and(|h| h.auth.is_some()) {
+                "the API under /api/v1 (tokens: /oauth/token), /api/v1/openapi.json"
+            } else {
+                "/api/v1/health; the API needs [http.auth]"
+            };
+            println!("HTTP listening on {scheme}://{addr} ({api}, /metrics, {webhooks} webhooks)");
+        }
+        for drop in running.file_drops() {
+            let dir = std::path::absolute(drop.dir()).unwrap_or_else(|_| drop.dir().to_path_buf());
+            println!("file drop `{}` watching {} (.csv and .json files)", drop.name(), dir.display());
         }
         let accounts = running.accounts().await;
         tracing::info!(
@@ -171,12 +180,24 @@ fn run(path: &std::path::Path, duration: Option<Duration>) -> ExitCode {
         console.set_status(&running.status().await.to_string());
         console.finish();
         tracing::info!("stopping: leaders halted, letting orders in flight finish");
+        let drops: Vec<_> = running.file_drops().iter().map(|d| (d.name().to_owned(), d.counts())).collect();
         running.halt_feeds().await;
         let accounts = running.accounts().await;
         let final_status = running.status().await;
         running.stop().await;
         console.finish();
         println!("{final_status}");
+        for (name, counts) in drops {
+            let files = |n: u64| if n == 1 { "file" } else { "files" };
+            println!(
+                "file drop `{name}`: {} {} processed ({} signals), {} {} rejected",
+                counts.processed,
+                files(counts.processed),
+                counts.signals,
+                counts.rejected,
+                files(counts.rejected)
+            );
+        }
         println!("{:<16} {:>12} {:>12} {:>9} {:>6}  mode", "account", "balance", "equity", "positions", "legs");
         for view in accounts {
             println!(

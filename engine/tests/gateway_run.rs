@@ -3,6 +3,9 @@
 //! client pinned to the printed fingerprint trades as its token's source, and what is checked
 //! is what the simulated broker holds for each follower.
 
+#[macro_use]
+mod support;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,35 +21,10 @@ const TRADER: &str = "trader-token-0123456789";
 const VIEWER: &str = "viewer-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
 
-const CONFIG: &str = r#"
-[engine]
-shards = 1
-spin_iterations = 100
-pin_cores = false
-
-[sim]
-tick_ms = 0
-latency_min_ms = 0
-latency_max_ms = 0
-slippage_ticks_max = 0
-
-[instruments.ES]
-kind = "future"
-contract_size = 50
-tick_size = "0.25"
-lot_step = 1
-min_qty = 1
-max_qty = 200
-price = 5000
-
-[instruments.NQ]
-kind = "future"
-contract_size = 20
-tick_size = "0.25"
-lot_step = 1
-min_qty = 1
-max_qty = 200
-price = 18000
+const CONFIG: &str = concat!(
+    engine_sim!(),
+    es_nq!(),
+    r#"
 
 [[sources]]
 name = "algo"
@@ -106,7 +84,8 @@ token = "env:GW_SPARE"
 role = "trader"
 source = "algo"
 optional = true
-"#;
+"#
+);
 
 /// The configuration with its journal and certificate under `dir`, the gateway on a free port.
 fn resolve(dir: &Path) -> Resolved {
@@ -217,11 +196,13 @@ async fn an_sdk_client_trades_as_its_source_through_the_gateway_run_starts() {
     assert!(!text.contains(TRADER), "the configuration holds references only");
     let (code, _) = refused(screen.apply_config(&text).await);
     assert_eq!(code, ErrorCode::Forbidden);
-    // An admin may apply, and this build says it cannot.
+    // An admin may apply; what cannot change while running is refused, naming it (live
+    // changes are tested in tests/live_config.rs).
     let ops = connect(&running, ADMIN).await.unwrap();
-    let (code, message) = refused(ops.apply_config(&text).await);
+    let (code, message) =
+        refused(ops.apply_config(&text.replace("spin_iterations = 100", "spin_iterations = 7")).await);
     assert_eq!(code, ErrorCode::Refused);
-    assert!(message.starts_with("not supported in this build: edit the configuration file"), "{message}");
+    assert!(message.contains("[engine] cannot change while Mirror runs"), "{message}");
     // The left-out token and a made-up one open no session.
     for token in ["spare-token-0123456789", "made-up-token-0123456789"] {
         let error = connect(&running, token).await.expect_err("no session");

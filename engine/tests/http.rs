@@ -4,9 +4,12 @@
 //! 127.0.0.x address where the test needs another client address), and what is checked is
 //! what the simulated broker holds for each follower, and that refused requests reach nothing.
 
+#[macro_use]
+mod support;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use mirror_engine::app::{Running, StartOptions, start};
@@ -14,43 +17,17 @@ use mirror_engine::config::{self, Resolved};
 use mirror_engine::secrets::CredentialVars;
 use mirror_model::Qty;
 use sha2::Sha256;
+use support::{LOCAL, Reply, WAIT, now_s, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const WAIT: Duration = Duration::from_secs(15);
 
 const TV_SECRET: &str = "tv-secret-0123456789abcdef";
 const OFFICE_SECRET: &str = "office-secret-0123456789";
 const SIGNED_SECRET: &str = "signed-secret-0123456789abcdef";
 
-const CONFIG: &str = r#"
-[engine]
-shards = 1
-spin_iterations = 100
-pin_cores = false
-
-[sim]
-tick_ms = 0
-latency_min_ms = 0
-latency_max_ms = 0
-slippage_ticks_max = 0
-
-[instruments.ES]
-kind = "future"
-contract_size = 50
-tick_size = "0.25"
-lot_step = 1
-min_qty = 1
-max_qty = 200
-price = 5000
-
-[instruments.NQ]
-kind = "future"
-contract_size = 20
-tick_size = "0.25"
-lot_step = 1
-min_qty = 1
-max_qty = 200
-price = 18000
+const CONFIG: &str = concat!(
+    engine_sim!(),
+    es_nq!(),
+    r#"
 
 [[sources]]
 name = "tv"
@@ -102,7 +79,8 @@ name = "algo"
 kind = "signed"
 secret = "env:SIGNED_SECRET"
 source = "tv"
-"#;
+"#
+);
 
 /// The configuration with its journal under `dir`; `http_keys` added to `[http]`.
 fn resolve(dir: &Path, http_keys: &str) -> Resolved {
@@ -125,74 +103,8 @@ async fn start_with(dir: &Path, http_keys: &str) -> Running {
         .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// A response: status, content type, body.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    content_type: String,
-    retry_after: Option<String>,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-}
-
-/// One HTTP/1.1 request from `client` (a 127.0.0.x address) to `server`.
-async fn request(
-    server: SocketAddr,
-    client: [u8; 4],
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> Reply {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::from((client, 0))).unwrap();
-    let mut stream = socket.connect(server).await.unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {server}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    // The server may answer (413) before reading everything and close.
-    let _ = stream.write_all(body).await;
-    let mut raw = Vec::new();
-    let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.expect("a response in time");
-    if raw.is_empty() {
-        read.unwrap();
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end in {text:?}"));
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned())
-        })
-    };
-    Reply {
-        status,
-        content_type: header("content-type").unwrap_or_default(),
-        retry_after: header("retry-after"),
-        body: body.to_owned(),
-    }
-}
-
-const LOCAL: [u8; 4] = [127, 0, 0, 1];
-
 async fn post(server: SocketAddr, path: &str, body: &str) -> Reply {
     request(server, LOCAL, "POST", path, &[], body.as_bytes()).await
-}
-
-fn now_s() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
 }
 
 fn signature(secret: &str, timestamp: &str, body: &str) -> String {

@@ -101,6 +101,7 @@ fn open(symbol: &str, side: Side, qty: &str) -> OpenSignal {
         time_in_force: TimeInForce::Gtc,
         contract_size: Some(q("100000")),
         from_pending: None,
+        risk_bp: None,
     }
 }
 

@@ -117,6 +117,7 @@ async fn main() {
             time_in_force: TimeInForce::Gtc,
             contract_size: None,
             from_pending: None,
+            risk_bp: None,
         });
         let handle = engine.clone();
         let source = demo.source;

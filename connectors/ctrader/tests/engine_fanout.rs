@@ -142,6 +142,7 @@ async fn a_hundred_followers_on_one_connection_copy_a_signal_within_the_rate_lim
         time_in_force: TimeInForce::Gtc,
         contract_size: Some(q("100000")),
         from_pending: None,
+        risk_bp: None,
     };
     engine.handle().submit(source, SignalAction::Open(signal), None, "hundred cTrader followers").unwrap();
 

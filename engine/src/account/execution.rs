@@ -243,6 +243,7 @@ impl AccountActor {
             time_in_force: working.time_in_force,
             contract_size: Some(spec.contract_size),
             from_pending: None,
+            risk_bp: None,
         };
         self.lead(now, SignalAction::Open(open), out);
     }

@@ -3,10 +3,16 @@
 use super::*;
 
 impl AccountActor {
-    pub(super) fn on_signal(&mut self, now: Now, signal: &SignalView<'_>, link: LinkId, out: &mut Vec<Action>) {
-        let Some(inbound) = self.inbound.iter().find(|i| i.link.link == link) else {
-            // The copy map and the actor disagree: a bug worth seeing, not a skip.
-            tracing::error!(account = %self.name, ?link, "signal on a link this account does not follow");
+    pub(super) fn on_signal(&mut self, now: Now, signal: &SignalView<'_>, _link: LinkId, out: &mut Vec<Action>) {
+        // By origin (one link per origin and follower): a signal routed just before a live
+        // change of the copy map carries the link's old number, and finds its link all the same.
+        let Some(inbound) = self.inbound.iter().find(|i| i.link.origin == signal.origin) else {
+            // Only while links change live: the link was just removed (or is not in yet).
+            audit(
+                out,
+                Some(signal.id),
+                AuditEvent::Skipped { action: signal.action.name().into(), reason: SkipReason::NotLinked },
+            );
             return;
         };
         let (rules, link_paused) = (Arc::clone(&inbound.link.rules), inbound.paused);

@@ -64,6 +64,7 @@ impl AccountActor {
             time_in_force: TimeInForce::Gtc,
             contract_size: self.instruments.get(&position.symbol).map(|s| s.contract_size),
             from_pending,
+            risk_bp: None,
         })
     }
 

@@ -52,7 +52,7 @@ pub struct Now {
 }
 
 /// A link on which this account follows an origin.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InboundLink {
     /// The link.
     pub link: LinkId,
@@ -722,6 +722,27 @@ impl AccountActor {
     /// Whether other accounts copy this one.
     pub fn is_leader(&self) -> bool {
         self.is_leader
+    }
+
+    /// The configuration changed live: these are now its inbound links and risk limits. A
+    /// link from an origin it already copied keeps its paused state (copies are kept by
+    /// origin, so renumbered links change nothing else); a new one starts paused when
+    /// `paused_new` names its origin. Risk state (the day's high, the mode) is kept.
+    pub fn relink(&mut self, inbound: Vec<InboundLink>, paused_new: &[Origin], risk: Option<RiskLimits>) {
+        let before = std::mem::take(&mut self.inbound);
+        self.inbound = inbound
+            .into_iter()
+            .map(|link| {
+                let paused = match before.iter().find(|old| old.link.origin == link.origin) {
+                    Some(old) => old.paused,
+                    None => paused_new.contains(&link.origin),
+                };
+                InboundState { link, paused }
+            })
+            .collect();
+        if let Some(limits) = risk {
+            self.risk.limits = limits;
+        }
     }
 
     /// Broker snapshots handled since this actor was built.

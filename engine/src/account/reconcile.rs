@@ -543,6 +543,7 @@ impl AccountActor {
                         time_in_force: TimeInForce::Gtc,
                         contract_size: position.contract_size,
                         from_pending: None,
+                        risk_bp: None,
                     }),
                     note: "",
                 };

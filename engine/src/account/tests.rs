@@ -90,6 +90,7 @@ fn open(leader: u64, side: Side, qty: &str) -> SignalAction {
         time_in_force: TimeInForce::Gtc,
         contract_size: Some(q("100000")),
         from_pending: None,
+        risk_bp: None,
     })
 }
 

@@ -1,11 +1,12 @@
 //! Configuration: TOML files under `config/` (engine, logging, simulator, broker platforms,
-//! the QUIC gateway, the HTTP server, instruments, risk profiles, sources, accounts, links), split over several files with
+//! the QUIC gateway, the HTTP server, file drops, instruments, risk profiles, sources, accounts, links), split over several files with
 //! `include` if wanted.
 //!
 //! Every error names the file, the line and column, the field (as a dotted path such as
 //! `links[3].sizing.ratio`) and the reason. A configuration is either valid as a whole or
 //! refused as a whole; all semantic errors are reported at once.
 
+mod file_drop;
 mod gateway;
 mod http;
 mod locate;
@@ -16,15 +17,17 @@ mod schema;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use file_drop::ResolvedFileDrop;
 pub use gateway::{ResolvedGateway, ResolvedGatewayToken};
-pub use http::{ResolvedHttp, ResolvedWebhook};
+pub use http::{ResolvedAuth, ResolvedAuthClient, ResolvedHttp, ResolvedWebhook};
 pub use locate::{FieldPath, Seg};
 pub use platforms::{CtraderEndpoint, ResolvedBridge, ResolvedCtrader, Venue};
 pub use resolve::{Resolved, ResolvedAccount, ResolvedLink, ResolvedSource};
 pub use schema::{
-    AccountEntry, AutoTradeEntry, ConnectorSection, CtraderEntry, EngineSection, GatewayRole, GatewaySection,
-    GatewayTokenEntry, HttpSection, InstrumentEntry, LinkEntry, MetatraderSection, RawFile, ReconcileMode, SimSection,
-    SourceEntry, SpecOverride, StorageSection, WebhookEntry, WebhookKindEntry,
+    AccountEntry, AuthClientEntry, AuthSection, AutoTradeEntry, ConnectorSection, CtraderEntry, EngineSection,
+    FileDropEntry, GatewayRole, GatewaySection, GatewayTokenEntry, HttpSection, InstrumentEntry, LinkEntry,
+    MetatraderSection, OidcSection, RawFile, ReconcileMode, SimSection, SourceEntry, SpecOverride, StorageSection,
+    WebhookEntry, WebhookKindEntry,
 };
 
 /// One thing wrong with a configuration.

@@ -10,6 +10,7 @@ use mirror_model::{
     SCALE, SizingRule, SourceId, SpecError, Symbol, SymbolMapping,
 };
 
+use super::file_drop::{self, ResolvedFileDrop};
 use super::gateway::{self, ResolvedGateway};
 use super::http::{self, ResolvedHttp};
 use super::locate::{FieldPath, Located};
@@ -53,6 +54,8 @@ pub struct Resolved {
     pub gateway: Option<ResolvedGateway>,
     /// The HTTP server, when `[http]` is given.
     pub http: Option<ResolvedHttp>,
+    /// Watched folders of signal files (`[[file_drops]]`), in file order.
+    pub file_drops: Vec<ResolvedFileDrop>,
     /// SHA-256 of the files' text, hex (for the audit log).
     pub digest: String,
     /// The encrypted secrets file named by `[engine] secrets`, if any.
@@ -102,6 +105,8 @@ pub struct ResolvedAccount {
     pub credentials: Option<crate::secrets::CredentialRef>,
     /// Starts paused.
     pub paused: bool,
+    /// Groups it belongs to.
+    pub groups: Vec<String>,
 }
 
 /// An external source.
@@ -550,8 +555,12 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         single(&mut errors, "http", (0..sources.len()).filter(|i| sources[*i].raw.http.is_some()).collect());
     let http = http_file.and_then(|file| {
         let section = sources[file].raw.http.as_ref()?;
-        http::http(&mut errors, file, section, &resolved_sources)
+        http::http(&mut errors, file, section, &resolved_sources, &storage.dir)
     });
+    let drop_entries: Vec<_> =
+        sources.iter().enumerate().map(|(file, s)| (file, s.raw.file_drops.as_slice())).collect();
+    let file_drops =
+        file_drop::file_drops(&mut errors, &drop_entries, &resolved_sources, &|name| account_at.contains_key(name));
 
     // Links.
     let mut links = Vec::new();
@@ -649,6 +658,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         metatrader,
         gateway,
         http,
+        file_drops,
         digest,
         secrets: engine.secrets.clone(),
         markets,
@@ -881,6 +891,18 @@ fn resolve_account(
             seed,
         )
     });
+    for (index, group) in entry.groups.iter().enumerate() {
+        let valid = !group.is_empty()
+            && group.len() <= 64
+            && group.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            errors.at(
+                file,
+                &path.key("groups").index(index),
+                format!("`{group}`: a group name is 1 to 64 letters, digits, `-`, `_` or `.`"),
+            );
+        }
+    }
     if errors.list.len() > before {
         return None;
     }
@@ -902,6 +924,7 @@ fn resolve_account(
         instruments_listed: entry.instruments.is_some(),
         autotrade,
         paused: entry.paused,
+        groups: entry.groups.clone(),
         credentials: entry.credentials.clone(),
     })
 }

@@ -43,6 +43,8 @@ pub struct RawFile {
     pub risk: BTreeMap<String, RiskLimits>,
     /// External signal sources.
     pub sources: Vec<SourceEntry>,
+    /// Watched folders of CSV and JSON signal files, each sent as a source.
+    pub file_drops: Vec<FileDropEntry>,
     /// Accounts.
     pub accounts: Vec<AccountEntry>,
     /// Links (leader → follower with rules).
@@ -234,9 +236,71 @@ pub struct HttpSection {
     pub rate_burst: Option<u32>,
     /// Longest wait for the engine to accept a signal (durably, with the journal), ms.
     pub submit_timeout_ms: Option<u64>,
+    /// Event batches queued per WebSocket subscriber before it starts again from a snapshot.
+    pub stream_queue: Option<usize>,
+    /// Longest a WebSocket write waits for a client that does not read, ms.
+    pub stream_write_timeout_ms: Option<u64>,
+    /// WebSocket streams open at once at most.
+    pub streams_max: Option<usize>,
     /// The webhooks it serves.
     #[serde(default)]
     pub webhooks: Vec<WebhookEntry>,
+    /// Where state that outlives a restart is kept (the built-in OAuth issuer's signing key);
+    /// default `<[storage] dir>/http`.
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Bearer tokens for the API; without, the API refuses every request.
+    pub auth: Option<AuthSection>,
+}
+
+/// `[http.auth]`: who may call the API, with which role.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// The built-in issuer's identifier (`iss`), the URL clients reach this server at
+    /// (default `http(s)://<listen>`).
+    pub issuer: Option<String>,
+    /// The audience every token must carry (`aud`); default `mirror`.
+    pub audience: Option<String>,
+    /// Lifetime of the built-in issuer's tokens, seconds (default 3600).
+    pub token_ttl_s: Option<u64>,
+    /// The built-in issuer's clients (OAuth2 client credentials).
+    #[serde(default)]
+    pub clients: Vec<AuthClientEntry>,
+    /// An external OIDC provider whose tokens are accepted too.
+    pub oidc: Option<OidcSection>,
+}
+
+/// `[[http.auth.clients]]`: one client of the built-in issuer.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthClientEntry {
+    /// Its id.
+    pub client_id: String,
+    /// Its secret, by reference (`secret:<name>` or `env:<VAR>`); at least 16 characters.
+    pub client_secret: CredentialRef,
+    /// The highest role its tokens may have.
+    pub role: crate::http::Role,
+}
+
+/// `[http.auth.oidc]`: an external OpenID Connect provider.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// Its issuer identifier, exactly as its tokens' `iss`.
+    pub issuer: String,
+    /// Its JSON Web Key Set, https://.
+    pub jwks_url: String,
+    /// The audience its tokens carry, when not `[http.auth] audience`.
+    pub audience: Option<String>,
+    /// Where its tokens carry roles: a claim or a dotted path (default `roles`).
+    pub role_claim: Option<String>,
+    /// Provider role → Mirror role (default: `viewer`, `trader`, `admin` as themselves).
+    #[serde(default)]
+    pub role_map: BTreeMap<String, crate::http::Role>,
+    /// How often the key set is fetched again, seconds (default 3600).
+    pub jwks_refresh_s: Option<u64>,
+    /// Trust this CA (PEM) for `jwks_url` instead of the public web roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// What a webhook accepts.
@@ -247,6 +311,10 @@ pub enum WebhookKindEntry {
     Tradingview,
     /// Mirror's JSON signal, signed with HMAC-SHA256 over the timestamp and the body.
     Signed,
+    /// Telegram Bot API updates: channel and group messages read as trade signals.
+    Telegram,
+    /// Trade events an MT4/MT5 Expert Advisor posts with `WebRequest`.
+    MetatraderEa,
 }
 
 /// `[[http.webhooks]]`: one webhook and the source its signals are sent as.
@@ -264,6 +332,11 @@ pub struct WebhookEntry {
     /// Client addresses allowed (IP addresses or CIDR networks); empty: any.
     #[serde(default)]
     pub allow_ips: Vec<String>,
+    /// Telegram: the chats (ids such as -1001234567890) whose messages are executed; absent:
+    /// any chat the bot is in.
+    pub chats: Option<Vec<i64>>,
+    /// Telegram: the leader quantity each channel signal opens with (default 1).
+    pub qty: Option<Qty>,
 }
 
 /// `[[gateway.tokens]]`: one token a client may present, and what it allows.
@@ -384,6 +457,27 @@ pub struct SourceEntry {
     pub symbols: Vec<Symbol>,
 }
 
+/// `[[file_drops]]`: a watched folder whose CSV and JSON files are signals of a source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDropEntry {
+    /// Its name (in logs, reports and the notes of its signals).
+    pub name: String,
+    /// The folder watched (created at start if missing), relative to the working directory.
+    pub dir: std::path::PathBuf,
+    /// The `[[sources]]` entry its signals are sent as.
+    pub source: String,
+    /// How often the folder is looked at, ms (default 500).
+    pub poll_ms: Option<u64>,
+    /// How long a file must keep its size and modification time before it is read, ms
+    /// (default 1000), so that a file still being written is not read half-way.
+    pub settle_ms: Option<u64>,
+    /// Largest file read, bytes (default 1 MiB); a larger one is rejected.
+    pub max_file_bytes: Option<u64>,
+    /// Most signal rows in one file (default 10000); a longer file is rejected.
+    pub max_rows: Option<usize>,
+}
+
 /// Per-account changes to a catalog instrument (a micro-lot account's contract size).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -471,6 +565,10 @@ pub struct AccountEntry {
     /// Start paused (no new opens copied to it).
     #[serde(default)]
     pub paused: bool,
+    /// Groups it belongs to (`["prop-firm-a", "evaluations"]`): a manual ticket can target a
+    /// group instead of naming accounts.
+    #[serde(default)]
+    pub groups: Vec<String>,
     /// The broker login's password or API key, by reference: `secret:<name>` (in the
     /// encrypted store, `mirror-engine secrets`) or `env:<VAR>`. Never the value itself.
     /// For `mt4`/`mt5`: the terminal's token (the EA's `Token` input).

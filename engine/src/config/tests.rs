@@ -650,3 +650,94 @@ fn a_gateway_token_written_in_the_clear_is_refused_without_repeating_it() {
     assert!(error.reason.contains("plain-text credentials are not accepted"), "{error}");
     assert!(!error.to_string().contains("very-secret"), "{error}");
 }
+
+const WEBHOOKS: &str = r#"
+[[sources]]
+name = "channel"
+symbols = ["EURUSD"]
+
+[http]
+listen = "127.0.0.1:8080"
+
+[[http.webhooks]]
+name = "gold-channel"
+kind = "telegram"
+secret = "env:TG_SECRET"
+source = "channel"
+chats = [-1001234567890, -1009876543210]
+qty = "0.5"
+
+[[http.webhooks]]
+name = "fx-room"
+kind = "telegram"
+secret = "env:TG_ROOM_SECRET"
+source = "channel"
+
+[[http.webhooks]]
+name = "vps-terminal"
+kind = "metatrader_ea"
+secret = "env:EA_SECRET"
+source = "channel"
+allow_ips = ["203.0.113.7"]
+"#;
+
+#[test]
+fn telegram_and_ea_webhooks_resolve_their_options() {
+    use crate::http::WebhookKind;
+    use mirror_model::Qty;
+
+    let http = check(WEBHOOKS).unwrap_or_else(|e| panic!("{e}")).http.unwrap();
+    let [channel, room, terminal] = &http.webhooks[..] else { panic!("{:?}", http.webhooks) };
+    assert_eq!(
+        (channel.kind, channel.chats.as_slice()),
+        (WebhookKind::Telegram, &[-1001234567890, -1009876543210][..])
+    );
+    assert_eq!(channel.qty, Some(Qty::parse("0.5").unwrap()));
+    assert_eq!((room.chats.is_empty(), room.qty), (true, Some(Qty::parse("1").unwrap())), "any chat, 1 by default");
+    assert_eq!((terminal.kind, terminal.chats.is_empty(), terminal.qty), (WebhookKind::MetatraderEa, true, None));
+    assert_eq!(terminal.allow_ips.len(), 1);
+}
+
+#[test]
+fn telegram_options_are_checked_and_refused_where_they_mean_nothing() {
+    let extra = WEBHOOKS
+        .replace("chats = [-1001234567890, -1009876543210]", "chats = [-1001234567890, 0, -1001234567890]")
+        .replace("qty = \"0.5\"", "qty = \"-1\"")
+        .replace(
+            "source = \"channel\"\n\n[[http.webhooks]]\nname = \"vps-terminal\"",
+            "source = \"channel\"\nchats = []\n\n[[http.webhooks]]\nname = \"vps-terminal\"",
+        )
+        .replace("allow_ips = [\"203.0.113.7\"]", "allow_ips = [\"203.0.113.7\"]\nqty = 7\nchats = [1]");
+    let errors = check(&extra).expect_err("config must be refused");
+    let errors: Vec<String> =
+        errors.0.iter().map(|e| e.to_string().trim_start_matches("config/test.toml:").to_owned()).collect();
+    let at = |needle: &str| line_of(&extra, needle);
+    let expected = [
+        format!("{}:26: http.webhooks[0].chats[1]: 0 is not a Telegram chat id", at("chats = [-100")),
+        format!("{}:29: http.webhooks[0].chats[2]: chat -1001234567890 is already chats[0]", at("chats = [-100")),
+        format!("{}:7: http.webhooks[0].qty: must be above 0, got -1", at("qty = \"-1\"")),
+        format!(
+            "{}:9: http.webhooks[1].chats: list at least one chat id (such as -1001234567890), or leave `chats` out \
+             to accept every chat the bot is in",
+            at("chats = []")
+        ),
+        format!(
+            "{}:7: http.webhooks[2].qty: only telegram webhooks read `qty`; a metatrader_ea webhook's signals carry \
+             their own",
+            at("qty = 7")
+        ),
+        format!(
+            "{}:9: http.webhooks[2].chats: only telegram webhooks read `chats`; a metatrader_ea webhook's signals \
+             carry their own",
+            at("chats = [1]")
+        ),
+    ];
+    for line in &expected {
+        assert!(errors.contains(line), "missing\n  {line}\namong\n  {}", errors.join("\n  "));
+    }
+    assert_eq!(errors.len(), expected.len(), "{}", errors.join("\n"));
+    let unknown = WEBHOOKS.replace("kind = \"metatrader_ea\"", "kind = \"metatrader\"");
+    let error = one_error(&unknown);
+    assert_eq!(error.field, "http.webhooks[2].kind");
+    assert!(error.reason.contains("telegram") && error.reason.contains("metatrader_ea"), "{error}");
+}

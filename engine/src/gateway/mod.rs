@@ -22,7 +22,7 @@ mod auth;
 mod io;
 mod pair;
 mod session;
-mod state;
+pub(crate) mod state;
 mod tls;
 
 use std::net::SocketAddr;
@@ -152,7 +152,7 @@ impl Default for GatewayLimits {
 
 /// Reads and applies the configuration for `ReadConfig` / `ApplyConfig` (implemented by the
 /// application, which owns the configuration). Called from a blocking thread.
-pub trait ConfigService: Send + Sync + 'static {
+pub trait ConfigService: Send + Sync + std::fmt::Debug + 'static {
     /// The configuration in force, as TOML.
     fn read(&self) -> Result<String, String>;
     /// Validates and applies a new configuration, whole or not at all; the error says why.

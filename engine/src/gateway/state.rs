@@ -41,7 +41,7 @@ use crate::runtime::{AccountView, EngineHandle};
 use crate::telemetry::{AuditRecord, LatencySummary};
 
 /// A batch of numbered deltas, contiguous, shared by every subscriber.
-type Batch = Arc<Vec<Delta>>;
+pub(crate) type Batch = Arc<Vec<Delta>>;
 
 /// Events per state frame at most (a frame stays well under the frame limit).
 const EVENTS_PER_FRAME: usize = 4_096;
@@ -54,7 +54,7 @@ const LAGGED: u8 = 1;
 const RESYNC: u8 = 2;
 
 /// Where a subscriber starts.
-pub(super) enum Start {
+pub(crate) enum Start {
     /// From this snapshot.
     Snapshot(Box<Snapshot>),
     /// From these deltas (after the subscriber's last number).
@@ -62,13 +62,25 @@ pub(super) enum Start {
 }
 
 /// A subscriber's registration with the hub.
-pub(super) struct Registration {
-    pub(super) start: Start,
+pub(crate) struct Registration {
+    pub(crate) start: Start,
     /// The number the start brings the subscriber to.
-    pub(super) seq: u64,
-    live: flume::Receiver<Batch>,
+    pub(crate) seq: u64,
+    pub(crate) live: flume::Receiver<Batch>,
     /// Why the hub dropped this subscriber from the broadcast, if it did.
     dropped: Arc<AtomicU8>,
+}
+
+impl Registration {
+    /// Why the hub stopped sending to this subscriber (its queue closed): it lagged, or the
+    /// hub lost records; `None` when the hub itself stopped.
+    pub(crate) fn restart_reason(&self) -> Option<SnapshotReason> {
+        match self.dropped.load(Ordering::Acquire) {
+            LAGGED => Some(SnapshotReason::Lagged),
+            RESYNC => Some(SnapshotReason::Resync),
+            _ => None,
+        }
+    }
 }
 
 struct HubRequest {
@@ -85,12 +97,12 @@ pub(crate) struct HubHandle {
 }
 
 impl HubHandle {
-    pub(super) fn epoch(&self) -> u64 {
+    pub(crate) fn epoch(&self) -> u64 {
         self.epoch
     }
 
     /// Registers a subscriber: a snapshot, or the deltas after `resume` when they are kept.
-    pub(super) async fn subscribe(&self, resume: Option<ResumeFrom>, reason: SnapshotReason) -> Option<Registration> {
+    pub(crate) async fn subscribe(&self, resume: Option<ResumeFrom>, reason: SnapshotReason) -> Option<Registration> {
         let (reply, answer) = oneshot::channel();
         self.requests.send_async(HubRequest { resume, reason, reply }).await.ok()?;
         answer.await.ok()
@@ -540,23 +552,28 @@ impl Hub {
     }
 
     fn stats_events(&self, feed: Option<&crate::telemetry::AuditFeed>) -> Vec<DeltaEvent> {
-        let stats = self.engine.stats();
-        let latency = LatencyStats {
-            fanout: feed.map(|f| percentiles(f.fanout_latency())).unwrap_or_default(),
-            signals: stats.signals,
-            copies: stats.copies,
-            closes: stats.closes,
-            fills: stats.fills,
-            rejects: stats.rejects,
-            skipped: stats.skipped_total(),
-            telemetry_dropped: stats.telemetry_dropped,
-        };
+        let latency = latency_stats(&self.engine, feed);
         if latency == self.replica.latency { Vec::new() } else { vec![DeltaEvent::Latency(latency)] }
     }
 }
 
+/// The engine's counters and fan-out latency now.
+pub(crate) fn latency_stats(engine: &EngineHandle, feed: Option<&crate::telemetry::AuditFeed>) -> LatencyStats {
+    let stats = engine.stats();
+    LatencyStats {
+        fanout: feed.map(|f| percentiles(f.fanout_latency())).unwrap_or_default(),
+        signals: stats.signals,
+        copies: stats.copies,
+        closes: stats.closes,
+        fills: stats.fills,
+        rejects: stats.rejects,
+        skipped: stats.skipped_total(),
+        telemetry_dropped: stats.telemetry_dropped,
+    }
+}
+
 /// Starts the hub task.
-pub(super) fn spawn_hub(
+pub(crate) fn spawn_hub(
     engine: EngineHandle,
     limits: GatewayLimits,
     shutdown: watch::Receiver<bool>,
@@ -636,7 +653,7 @@ async fn run_hub(mut hub: Hub, inbox: flume::Receiver<HubRequest>, mut shutdown:
 }
 
 /// Keeps only the subscriber's topics in a snapshot.
-fn filter_snapshot(mut snapshot: Snapshot, topics: u32) -> Snapshot {
+pub(crate) fn filter_snapshot(mut snapshot: Snapshot, topics: u32) -> Snapshot {
     let keep = |bit: u32| topics & bit != 0;
     if !keep(topics::ACCOUNTS) {
         snapshot.accounts.clear();
@@ -726,13 +743,9 @@ pub(super) async fn serve_subscriber(
                 deltas
             }
             Err(_) => {
-                let reason = match registration.dropped.load(Ordering::Acquire) {
-                    LAGGED => SnapshotReason::Lagged,
-                    RESYNC => SnapshotReason::Resync,
-                    _ => {
-                        let _ = send.finish();
-                        return;
-                    }
+                let Some(reason) = registration.restart_reason() else {
+                    let _ = send.finish();
+                    return;
                 };
                 tracing::debug!(?reason, "gateway: subscriber starts again from a snapshot");
                 let Some(fresh) = hub.subscribe(None, reason).await else {

@@ -19,6 +19,12 @@ pub(crate) enum Route {
     Metrics,
     TradingView,
     Signed,
+    /// The REST API and the event stream.
+    Api,
+    /// The built-in issuer's endpoints and `whoami`.
+    Auth,
+    Telegram,
+    MetatraderEa,
     Other,
 }
 

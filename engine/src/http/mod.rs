@@ -1,17 +1,35 @@
-//! The HTTP server (`[http]`, actix-web): webhooks that turn TradingView alerts and signed
-//! JSON signals into engine signals for a configured source, `GET /api/v1/health` and
-//! Prometheus `GET /metrics`. Every route is rate-limited per client address and bounded in
-//! body size; every refusal is an RFC 9457 problem document naming what is wrong, and nothing
-//! of a refused request reaches the engine. A webhook is answered once
+//! The HTTP server (`[http]`, actix-web): webhooks that turn TradingView alerts, signed JSON
+//! signals, Telegram channel messages ([`telegram`]) and an MT4/MT5 Expert Advisor's trade
+//! events ([`ea`]) into engine signals for a configured source; the REST API and the event
+//! stream under `/api/v1` ([`api`], [`stream`]) with its OpenAPI document; OAuth2 bearer
+//! tokens for the API ([`auth`]: the built-in issuer's `POST /oauth/token`, its keys and
+//! discovery document, `GET /api/v1/whoami`); `GET /api/v1/health` and Prometheus
+//! `GET /metrics`. Every route is rate-limited per client address and bounded in body size;
+//! every refusal is an RFC 9457 problem document naming what is wrong, and nothing of a
+//! refused request reaches the engine. A webhook is answered once
 //! [`EngineHandle::submit`] has returned: with the journal on, the signal is durable then.
 
+mod api;
+mod auth;
+mod catalog;
+mod ea;
 mod fields;
+mod json;
 mod limits;
+mod live;
 mod metrics;
+mod openapi;
 mod problem;
 mod signal;
 mod signed;
+mod state_file;
+mod stream;
+mod submit;
+mod telegram;
+mod ticket;
 mod tradingview;
+
+pub use catalog::{Catalog, CatalogAccount, CatalogLink, CatalogSource};
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -22,11 +40,15 @@ use std::time::{Duration, Instant};
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, web};
-use mirror_model::{Origin, SignalId, Symbol};
+use mirror_model::{Origin, Qty, SignalId, Symbol};
 
+use crate::gateway::GatewayLimits;
 use crate::runtime::{EngineHandle, SubmitError};
 use crate::secrets::Secret;
+pub use auth::{AuthClient, AuthError, AuthSettings, Authenticator, FETCH_TIMEOUT, OidcSettings, Principal, Role};
 use limits::{RateLimiter, Route};
+use live::Live;
+use mirror_model::SignalAction;
 use problem::Problem;
 use signal::Order;
 
@@ -41,6 +63,14 @@ pub struct HttpLimits {
     pub rate_burst: u32,
     /// Longest wait for the engine to accept a signal (default 15 s).
     pub submit_timeout: Duration,
+    /// Event batches queued for one WebSocket subscriber before it is dropped from the
+    /// broadcast and starts again from a snapshot (default 1,024).
+    pub stream_queue: usize,
+    /// Longest a WebSocket write may wait for the client to read before it is disconnected
+    /// (default 5 s).
+    pub stream_write_timeout: Duration,
+    /// WebSocket streams open at once at most (default 256).
+    pub streams_max: usize,
 }
 
 impl Default for HttpLimits {
@@ -50,6 +80,9 @@ impl Default for HttpLimits {
             rate_per_second: 10,
             rate_burst: 20,
             submit_timeout: Duration::from_secs(15),
+            stream_queue: 1_024,
+            stream_write_timeout: Duration::from_secs(5),
+            streams_max: 256,
         }
     }
 }
@@ -61,6 +94,10 @@ pub enum WebhookKind {
     TradingView,
     /// Mirror's JSON signal with an HMAC-SHA256 signature and a timestamp.
     Signed,
+    /// Telegram Bot API updates, read as channel signals (see `telegram`).
+    Telegram,
+    /// An MT4/MT5 Expert Advisor's trade events (see `ea`).
+    MetatraderEa,
 }
 
 /// An IP network (`10.0.0.0/8`, or one address).
@@ -130,6 +167,10 @@ pub struct Webhook {
     pub symbols: Vec<Symbol>,
     /// Client addresses allowed (empty: any).
     pub allow_ips: Vec<IpNet>,
+    /// Telegram: the chats whose messages are executed (empty: any).
+    pub chats: Vec<i64>,
+    /// Telegram: the leader quantity a channel signal opens (1 when `None`).
+    pub qty: Option<Qty>,
 }
 
 impl fmt::Debug for Webhook {
@@ -149,6 +190,17 @@ pub struct HttpSettings {
     pub limits: HttpLimits,
     /// Webhooks.
     pub webhooks: Vec<Webhook>,
+    /// The configuration's accounts, sources and links in force, for the REST API (replaced
+    /// when the configuration is applied live).
+    pub catalog: Arc<arc_swap::ArcSwap<Catalog>>,
+    /// The configuration in force, read and applied live by `GET`/`PUT /api/v1/config`
+    /// (admin); none: those routes answer 404.
+    pub config: Option<Arc<dyn crate::gateway::ConfigService>>,
+    /// Bearer tokens for the API (`[http.auth]`); without: the API refuses every request.
+    pub auth: Option<AuthSettings>,
+    /// Where state that outlives a restart is kept, one file each (the built-in issuer's
+    /// signing key, the Telegram book, the EA sequence numbers); none: in memory only.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Why the server did not start.
@@ -176,6 +228,7 @@ pub struct HttpServer {
     local_addr: SocketAddr,
     handle: ServerHandle,
     task: tokio::task::JoinHandle<()>,
+    state: Arc<State>,
 }
 
 impl HttpServer {
@@ -186,6 +239,10 @@ impl HttpServer {
 
     /// Stops accepting, lets requests in progress finish (a few seconds at most), and returns.
     pub async fn shutdown(self) {
+        // Streams end first (they would hold the graceful stop for its whole timeout).
+        if let Some(live) = &self.state.live {
+            live.stop().await;
+        }
         self.handle.stop(true).await;
         let _ = self.task.await;
     }
@@ -200,7 +257,29 @@ struct State {
     tradingview: Vec<([u8; 32], usize)>,
     rates: RateLimiter,
     replays: signed::ReplayCache,
+    telegram: telegram::Hooks,
+    ea: ea::Hooks,
     started: Instant,
+    auth: Authenticator,
+    /// The live state (state hub and signal board); only with `[http.auth]`, without which
+    /// nothing may read it.
+    live: Option<Live>,
+    /// Accounts, sources and links as in force.
+    catalog: Arc<arc_swap::ArcSwap<Catalog>>,
+    /// The configuration service (read, apply live).
+    config: Option<Arc<dyn crate::gateway::ConfigService>>,
+    /// The OpenAPI document, built once.
+    openapi: serde_json::Value,
+    /// Write timeout and heartbeat of WebSocket streams (and the hub's queues).
+    stream_limits: GatewayLimits,
+    /// WebSocket streams open now.
+    streams: std::sync::atomic::AtomicUsize,
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State").field("webhooks", &self.webhooks.len()).finish_non_exhaustive()
+    }
 }
 
 /// Starts the server on the caller's tokio runtime (actix-web runs its workers on threads of
@@ -235,19 +314,50 @@ pub fn spawn_http(engine: EngineHandle, settings: HttpSettings) -> Result<HttpSe
         ),
         None => None,
     };
+    let stream_limits = GatewayLimits {
+        subscriber_queue: settings.limits.stream_queue,
+        write_timeout: settings.limits.stream_write_timeout,
+        submit_timeout: settings.limits.submit_timeout,
+        ..GatewayLimits::default()
+    };
+    let listener = std::net::TcpListener::bind(settings.listen)
+        .map_err(|source| HttpError::Bind { addr: settings.listen, source })?;
+    let local_addr = listener.local_addr().map_err(|source| HttpError::Bind { addr: settings.listen, source })?;
+    let auth = match settings.auth {
+        Some(auth) => {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            Authenticator::new(
+                auth,
+                settings.state_dir.as_deref(),
+                &format!("{scheme}://{local_addr}"),
+                engine.clock().clone(),
+            )
+            .map_err(|e| HttpError::Settings(format!("[http.auth]: {e}")))?
+        }
+        None => Authenticator::unconfigured(),
+    };
+    let telegram =
+        telegram::Hooks::open(&settings.webhooks, settings.state_dir.as_deref()).map_err(HttpError::Settings)?;
+    let ea = ea::Hooks::open(&settings.webhooks, settings.state_dir.as_deref()).map_err(HttpError::Settings)?;
     let state = Arc::new(State {
+        live: auth.is_configured().then(|| Live::start(engine.clone(), stream_limits.clone())),
+        catalog: settings.catalog,
+        config: settings.config,
+        openapi: openapi::build(),
+        stream_limits,
+        streams: std::sync::atomic::AtomicUsize::new(0),
         engine,
         rates: RateLimiter::new(settings.limits.rate_per_second, settings.limits.rate_burst, limits::BUCKETS_MAX),
         limits: settings.limits,
         webhooks: settings.webhooks,
         tradingview,
         replays: signed::ReplayCache::default(),
+        telegram,
+        ea,
         started: Instant::now(),
+        auth,
     });
-    let listener = std::net::TcpListener::bind(settings.listen)
-        .map_err(|source| HttpError::Bind { addr: settings.listen, source })?;
-    let local_addr = listener.local_addr().map_err(|source| HttpError::Bind { addr: settings.listen, source })?;
-    let data = web::Data::from(state);
+    let data = web::Data::from(Arc::clone(&state));
     let server = actix_web::HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -256,6 +366,13 @@ pub fn spawn_http(engine: EngineHandle, settings: HttpSettings) -> Result<HttpSe
             .service(resource("/webhooks/tradingview", web::post().to(tradingview_hook)))
             .service(resource("/webhooks/tradingview/{secret}", web::post().to(tradingview_hook)))
             .service(resource("/webhooks/signed/{name}", web::post().to(signed_hook)))
+            .service(resource(auth::issuer::TOKEN_PATH, web::post().to(auth::token)))
+            .service(resource(auth::issuer::JWKS_PATH, web::get().to(auth::jwks_document)))
+            .service(resource("/.well-known/openid-configuration", web::get().to(auth::discovery)))
+            .service(resource("/api/v1/whoami", web::get().to(auth::whoami)))
+            .configure(api::routes)
+            .service(resource("/webhooks/telegram/{name}", web::post().to(telegram::hook)))
+            .service(resource("/webhooks/ea/{name}", web::post().to(ea::hook)))
             .default_service(web::to(not_found))
     })
     .workers(2)
@@ -278,7 +395,7 @@ pub fn spawn_http(engine: EngineHandle, settings: HttpSettings) -> Result<HttpSe
         }
     });
     tracing::info!(%local_addr, tls = settings.tls.is_some(), "HTTP server listening");
-    Ok(HttpServer { local_addr, handle, task })
+    Ok(HttpServer { local_addr, handle, task, state })
 }
 
 /// The path as messages show it: a route's pattern (`/webhooks/tradingview/{secret}`, never
@@ -372,35 +489,49 @@ impl State {
 
     /// Sends the order as the webhook's source; answered once the engine has taken it.
     async fn submit(&self, webhook: &Webhook, order: Order, note: String) -> Result<HttpResponse, Problem> {
-        let engine = self.engine.clone();
-        let origin = webhook.origin;
-        let call = move || {
-            let action = order.into_action(|| engine.next_signal_id().0);
-            engine.submit(origin, action, None, &note)
-        };
-        let limit = self.limits.submit_timeout;
-        let result = match tokio::time::timeout(limit, tokio::task::spawn_blocking(call)).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(error)) => return Err(Problem::internal(format!("the engine call failed: {error}"))),
-            Err(_) => {
-                return Err(Problem::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "unconfirmed",
-                    "Not confirmed",
-                    format!("no answer from the engine in {limit:?}; the signal may have been taken: do not resend"),
-                ));
-            }
-        };
-        match result {
+        let action = order.into_action(|| self.engine.next_signal_id().0);
+        let signal = self.submit_action(webhook.origin, &webhook.name, action, note).await?;
+        Ok(accepted(signal, &webhook.name))
+    }
+
+    /// Sends a signal as `origin` (`label` names the webhook or source in logs); its id once
+    /// the engine has taken it (durably, with the journal).
+    pub(crate) async fn submit_action(
+        &self,
+        origin: Origin,
+        label: &str,
+        action: SignalAction,
+        note: String,
+    ) -> Result<SignalId, Problem> {
+        match submit::submit(self, origin, action, None, note).await {
             Ok(signal) => {
-                tracing::info!(webhook = %webhook.name, %signal, "webhook signal accepted");
-                Ok(accepted(signal, &webhook.name))
+                tracing::info!(from = label, %signal, "signal accepted");
+                Ok(signal)
             }
-            Err(error) => {
-                tracing::info!(webhook = %webhook.name, %error, "webhook signal refused by the engine");
-                Err(submit_problem(&error))
+            Err(refusal) => {
+                tracing::info!(from = label, %refusal, "signal refused");
+                Err(refusal.problem())
             }
         }
+    }
+
+    /// Admits the request (rate limit) and authenticates its bearer token for `needed`.
+    pub(crate) async fn authorize(
+        &self,
+        request: &HttpRequest,
+        route: Route,
+        needed: Role,
+    ) -> Result<Principal, Problem> {
+        self.admit(request, route)?;
+        let header = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+        self.authenticate(header, needed).await
+    }
+
+    /// Authenticates an `Authorization` header value for `needed`.
+    pub(crate) async fn authenticate(&self, authorization: Option<&str>, needed: Role) -> Result<Principal, Problem> {
+        let principal = self.auth.authenticate(authorization).await?;
+        Authenticator::require(&principal, needed)?;
+        Ok(principal)
     }
 }
 

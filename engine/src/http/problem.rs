@@ -5,7 +5,7 @@
 use std::fmt;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 
 /// A refused request, answered as a problem document.
@@ -18,11 +18,13 @@ pub(crate) struct Problem {
     pub(crate) detail: String,
     /// Seconds, sent as `Retry-After` (rate limits).
     pub(crate) retry_after_s: Option<u64>,
+    /// A challenge, sent as `WWW-Authenticate` (bearer tokens refused, RFC 6750 §3).
+    pub(crate) www_authenticate: Option<String>,
 }
 
 impl Problem {
     pub(crate) fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, slug, title, detail: detail.into(), retry_after_s: None }
+        Self { status, slug, title, detail: detail.into(), retry_after_s: None, www_authenticate: None }
     }
 
     /// The body is not what the route reads (not JSON, not the text form).
@@ -38,6 +40,11 @@ impl Problem {
     /// No or a wrong secret, signature or timestamp.
     pub(crate) fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Not authenticated", detail)
+    }
+
+    /// A query parameter is not what the route reads.
+    pub(crate) fn bad_parameter(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-parameter", "Bad query parameter", detail)
     }
 
     pub(crate) fn not_found(detail: impl Into<String>) -> Self {
@@ -76,6 +83,9 @@ impl ResponseError for Problem {
         response.insert_header((CONTENT_TYPE, "application/problem+json"));
         if let Some(seconds) = self.retry_after_s {
             response.insert_header((RETRY_AFTER, seconds.to_string()));
+        }
+        if let Some(challenge) = &self.www_authenticate {
+            response.insert_header((WWW_AUTHENTICATE, challenge.as_str()));
         }
         response.body(body.to_string())
     }

@@ -41,6 +41,7 @@ impl Order {
                     time_in_force: TimeInForce::Gtc,
                     contract_size: None,
                     from_pending: None,
+                    risk_bp: None,
                 })
             }
             Self::Close { position } => SignalAction::Close { leader: LeaderRef(position) },

@@ -177,16 +177,7 @@ pub(crate) fn parse(body: &[u8], allowed: &[Symbol]) -> Result<(Order, String), 
         Some(other) => return Err(Problem::invalid(format!("v: expected 1 (the schema version), got {other}"))),
         None => return Err(Problem::invalid("v: missing; expected 1 (the schema version)")),
     }
-    let note = match map.get("note") {
-        Some(value) => {
-            let note = fields::text("note", value)?;
-            if note.len() > NOTE_LEN_MAX {
-                return Err(Problem::invalid(format!("note: at most {NOTE_LEN_MAX} bytes, got {}", note.len())));
-            }
-            note.to_owned()
-        }
-        None => String::new(),
-    };
+    let note = note(&map)?.unwrap_or_default().to_owned();
     let action = fields::text("action", required(&map, "action")?)?;
     let order = match action {
         "open" => open(&map, allowed)?,
@@ -204,11 +195,21 @@ pub(crate) fn parse(body: &[u8], allowed: &[Symbol]) -> Result<(Order, String), 
     Ok((order, note))
 }
 
+/// The optional `note` field, at most [`NOTE_LEN_MAX`] bytes.
+pub(crate) fn note(map: &Map<String, Value>) -> Result<Option<&str>, Problem> {
+    let Some(value) = map.get("note") else { return Ok(None) };
+    let note = fields::text("note", value)?;
+    if note.len() > NOTE_LEN_MAX {
+        return Err(Problem::invalid(format!("note: at most {NOTE_LEN_MAX} bytes, got {}", note.len())));
+    }
+    Ok(Some(note))
+}
+
 fn required<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a Value, Problem> {
     map.get(name).ok_or_else(|| Problem::invalid(format!("{name}: missing")))
 }
 
-fn position(map: &Map<String, Value>) -> Result<Option<u64>, Problem> {
+pub(crate) fn position(map: &Map<String, Value>) -> Result<Option<u64>, Problem> {
     map.get("position")
         .map(|v| {
             v.as_u64().ok_or_else(|| {
@@ -218,7 +219,7 @@ fn position(map: &Map<String, Value>) -> Result<Option<u64>, Problem> {
         .transpose()
 }
 
-fn open(map: &Map<String, Value>, allowed: &[Symbol]) -> Result<Order, Problem> {
+pub(crate) fn open(map: &Map<String, Value>, allowed: &[Symbol]) -> Result<Order, Problem> {
     let symbol = fields::symbol("symbol", fields::text("symbol", required(map, "symbol")?)?, allowed)?;
     let side = match fields::text("side", required(map, "side")?)? {
         "buy" => Side::Buy,

@@ -40,6 +40,7 @@ fn signal(id: u64) -> Signal {
             time_in_force: TimeInForce::Gtc,
             contract_size: None,
             from_pending: None,
+            risk_bp: None,
         }),
         note: "tv".into(),
     }

@@ -44,6 +44,8 @@ pub(crate) struct Credentials {
     pub(crate) gateway_off: Vec<GatewayTokenOff>,
     /// The HTTP webhooks' secrets, in configuration order.
     pub(crate) webhooks: Vec<Secret>,
+    /// The built-in OAuth issuer's client secrets (`[[http.auth.clients]]`), in order.
+    pub(crate) auth_clients: Vec<Secret>,
 }
 
 /// An optional gateway token left out at start.
@@ -79,6 +81,7 @@ impl Credentials {
             .chain(session_refs)
             .chain(gateway_tokens.clone().filter(|t| !t.optional).map(|t| &t.token))
             .chain(resolved.http.iter().flat_map(|h| &h.webhooks).map(|w| &w.secret))
+            .chain(resolved.http.iter().flat_map(|h| &h.auth).flat_map(|a| &a.clients).map(|c| &c.secret))
             .any(|r| matches!(r, CredentialRef::Secret(_)));
         // Only optional tokens in the store: a store that does not open leaves them out.
         let wants_store = gateway_tokens.clone().any(|t| matches!(t.token, CredentialRef::Secret(_)));
@@ -172,7 +175,21 @@ impl Credentials {
             );
             webhooks.push(secret);
         }
-        Ok(Self { accounts, ctrader, gateway, gateway_off, webhooks })
+        let mut auth_clients = Vec::new();
+        for client in resolved.http.iter().flat_map(|h| &h.auth).flat_map(|a| &a.clients) {
+            let reference = &client.secret;
+            let whose = || format!("[[http.auth.clients]] `{}`: client_secret", client.client_id);
+            let secret = read(reference, &whose)?;
+            // The value is never repeated, nor its length.
+            anyhow::ensure!(
+                secret.expose().chars().count() >= TOKEN_LEN_MIN,
+                "{}: {reference}: a client secret needs at least {TOKEN_LEN_MIN} characters; choose a longer one (for \
+                 example 32 random hex digits: `openssl rand -hex 16`)",
+                whose()
+            );
+            auth_clients.push(secret);
+        }
+        Ok(Self { accounts, ctrader, gateway, gateway_off, webhooks, auth_clients })
     }
 }
 

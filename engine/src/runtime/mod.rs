@@ -181,6 +181,10 @@ impl AccountView {
     }
 }
 
+/// One actor's part of a live configuration change: its slot, its links, the origins of its
+/// new links that start paused, and its new risk limits (if they changed).
+pub(crate) type Relinked = (u32, Vec<crate::account::InboundLink>, Vec<Origin>, Option<crate::account::RiskLimits>);
+
 pub(crate) enum ShardMsg {
     Signal {
         signal: SharedSignal,
@@ -202,6 +206,12 @@ pub(crate) enum ShardMsg {
     Inspect {
         slot: u32,
         reply: flume::Sender<AccountDetail>,
+    },
+    /// The configuration changed live: new inbound links and risk limits for some actors
+    /// (slot, links, origins of new links that start paused, limits); answered when applied.
+    Relink {
+        actors: Vec<Relinked>,
+        reply: flume::Sender<()>,
     },
     /// Send a follower the book of the leader in `slot`, in the same stream as the leader's
     /// signals, so that the follower sees the book exactly as of the signals before it.
@@ -248,7 +258,8 @@ impl SignalIds {
 }
 
 pub(crate) struct Shared {
-    map: Arc<CopyMap>,
+    /// The copy map; replaced whole when links change live ([`EngineHandle::relink`]).
+    map: arc_swap::ArcSwap<CopyMap>,
     mailboxes: Vec<flume::Sender<ShardMsg>>,
     clock: Arc<dyn Clock>,
     ids: SignalIds,
@@ -298,7 +309,8 @@ impl Shared {
     /// journal the signal is always archived (the journal keeps those bytes).
     fn route(&self, slot: usize, signal: Signal) -> Result<Routed, WireError> {
         self.stats.add(slot, Counter::Signals, 1);
-        let fanout = self.map.fanout(&signal.origin);
+        let map = self.map.load();
+        let fanout = map.fanout(&signal.origin);
         let parts = u16::try_from(fanout.len()).unwrap_or(u16::MAX);
         let mut messages = SmallVec::new();
         let mut archived = None;
@@ -356,6 +368,23 @@ pub enum SubmitError {
     /// for that confirmation before reaching any broker. Resending would duplicate it.
     #[error("signal {0} accepted but not yet durable; its copies wait for the disk; do not resend")]
     Unconfirmed(SignalId),
+}
+
+/// Why links could not be changed while running.
+#[derive(Debug, thiserror::Error)]
+pub enum RelinkError {
+    /// The new links do not make a valid copy map.
+    #[error("{0}")]
+    Map(#[from] MapError),
+    /// A link from an account that leads no one now.
+    #[error("account {0} does not lead anyone now; making an account a leader needs a restart")]
+    NewLeader(AccountId),
+    /// A link from a source the engine does not know.
+    #[error("{0} is not a configured source; adding a source needs a restart")]
+    UnknownSource(Origin),
+    /// The engine has stopped.
+    #[error("the engine has stopped")]
+    Stopped,
 }
 
 /// A copy map or runtime that cannot start.
@@ -539,7 +568,7 @@ impl EngineBuilder {
         let (mailboxes, inboxes): (Vec<_>, Vec<_>) =
             (0..shard_count).map(|_| flume::bounded(self.settings.mailbox_capacity.max(1))).unzip();
         let shared = Arc::new(Shared {
-            map: Arc::clone(&map),
+            map: arc_swap::ArcSwap::new(Arc::clone(&map)),
             mailboxes,
             clock: self.clock,
             ids,
@@ -718,17 +747,15 @@ impl EngineHandle {
 
     /// The accounts that copy `origin` directly, in the copy map's order.
     pub fn followers(&self, origin: Origin) -> Vec<AccountId> {
-        let links = self.shared.map.links();
-        let mut followers: Vec<AccountId> = self
-            .shared
-            .map
+        let map = self.shared.map.load();
+        let links = map.links();
+        let mut followers: Vec<AccountId> = map
             .fanout(&origin)
             .iter()
             .flat_map(|group| group.targets.iter())
             .filter_map(|target| links.get(target.link.0 as usize).map(|link| link.follower))
             .collect();
-        let order: FxHashMap<AccountId, usize> =
-            self.shared.map.accounts().iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let order: FxHashMap<AccountId, usize> = map.accounts().iter().enumerate().map(|(i, id)| (*id, i)).collect();
         followers.sort_by_key(|id| order.get(id).copied().unwrap_or(usize::MAX));
         followers.dedup();
         followers
@@ -754,7 +781,7 @@ impl EngineHandle {
 
     fn check(&self, signal: &Signal) -> Result<(), SubmitError> {
         let origin = signal.origin;
-        if !self.shared.sources.contains(&origin) && self.shared.map.fanout(&origin).is_empty() {
+        if !self.shared.sources.contains(&origin) && self.shared.map.load().fanout(&origin).is_empty() {
             return Err(SubmitError::UnknownOrigin(origin));
         }
         signal.validate()?;
@@ -769,7 +796,7 @@ impl EngineHandle {
 
     /// The mailbox of an account.
     pub fn mailbox(&self, account: AccountId) -> Option<AccountMailbox> {
-        let place = self.shared.map.place(account)?;
+        let place = self.shared.map.load().place(account)?;
         Some(AccountMailbox { sender: self.shared.mailboxes[place.shard].clone(), slot: place.slot })
     }
 
@@ -821,7 +848,7 @@ impl EngineHandle {
             views.extend(answer.recv().map_err(|_| SubmitError::Stopped)?);
         }
         let order: FxHashMap<AccountId, usize> =
-            self.shared.map.accounts().iter().enumerate().map(|(i, id)| (*id, i)).collect();
+            self.shared.map.load().accounts().iter().enumerate().map(|(i, id)| (*id, i)).collect();
         views.sort_by_key(|v| order.get(&v.id).copied().unwrap_or(usize::MAX));
         Ok(views)
     }
@@ -829,7 +856,8 @@ impl EngineHandle {
     /// What reconciliation needs to know of one account, after the messages already queued
     /// for its shard.
     pub fn inspect(&self, account: AccountId) -> Result<AccountDetail, SubmitError> {
-        let place = self.shared.map.place(account).ok_or(SubmitError::UnknownOrigin(Origin::Account(account)))?;
+        let place =
+            self.shared.map.load().place(account).ok_or(SubmitError::UnknownOrigin(Origin::Account(account)))?;
         let (reply, answer) = flume::bounded(1);
         self.shared.mailboxes[place.shard]
             .send(ShardMsg::Inspect { slot: place.slot, reply })
@@ -839,7 +867,8 @@ impl EngineHandle {
 
     /// The same, from a task.
     pub async fn inspect_async(&self, account: AccountId) -> Result<AccountDetail, SubmitError> {
-        let place = self.shared.map.place(account).ok_or(SubmitError::UnknownOrigin(Origin::Account(account)))?;
+        let place =
+            self.shared.map.load().place(account).ok_or(SubmitError::UnknownOrigin(Origin::Account(account)))?;
         let (reply, answer) = flume::bounded(1);
         self.shared.mailboxes[place.shard]
             .send_async(ShardMsg::Inspect { slot: place.slot, reply })
@@ -852,9 +881,10 @@ impl EngineHandle {
     /// (missing copies and orphans, per each link's policy). Returns how many were asked.
     pub async fn repair(&self, follower: AccountId) -> Result<usize, SubmitError> {
         let mut asked = 0;
-        for link in self.shared.map.inbound(follower) {
+        let map = self.shared.map.load_full();
+        for link in map.inbound(follower) {
             let Origin::Account(leader) = link.origin else { continue };
-            let Some(place) = self.shared.map.place(leader) else { continue };
+            let Some(place) = map.place(leader) else { continue };
             self.shared.mailboxes[place.shard]
                 .send_async(ShardMsg::RepairFollower { slot: place.slot, follower })
                 .await
@@ -862,6 +892,62 @@ impl EngineHandle {
             asked += 1;
         }
         Ok(asked)
+    }
+
+    /// Replaces the copy map's links and some accounts' risk limits while running. The
+    /// accounts stay; a link may come from a source or from an account that already leads
+    /// (making an account a leader needs a restart: it has not kept a leader's book). `paused`:
+    /// the (origin, follower) links that start paused if they are new. Signals routed before
+    /// the change reach followers with the links they then had; a signal racing the change on
+    /// a link just added or removed is skipped with `not linked`. Returns once every shard has
+    /// applied it.
+    pub fn relink(
+        &self,
+        links: Vec<LinkSpec>,
+        paused: &[(Origin, AccountId)],
+        risk: &FxHashMap<AccountId, crate::account::RiskLimits>,
+    ) -> Result<(), RelinkError> {
+        let current = self.shared.map.load_full();
+        for link in &links {
+            if let Origin::Source(_) = link.leader
+                && !self.shared.sources.contains(&link.leader)
+            {
+                return Err(RelinkError::UnknownSource(link.leader));
+            }
+        }
+        let map = Arc::new(CopyMap::build(current.accounts(), current.shards(), links)?);
+        if let Some(account) = current.accounts().iter().find(|a| map.is_leader(**a) && !current.is_leader(**a)) {
+            return Err(RelinkError::NewLeader(*account));
+        }
+        let mut per_shard: Vec<Vec<_>> = (0..map.shards()).map(|_| Vec::new()).collect();
+        for account in current.accounts() {
+            let Some(place) = map.place(*account) else { continue };
+            let limits = risk.get(account).copied();
+            let inbound = map.inbound(*account);
+            let unchanged = limits.is_none() && inbound == current.inbound(*account);
+            if unchanged {
+                continue;
+            }
+            let paused_new: Vec<Origin> =
+                paused.iter().filter(|(_, follower)| follower == account).map(|(origin, _)| *origin).collect();
+            per_shard[place.shard].push((place.slot, inbound, paused_new, limits));
+        }
+        // The new map first: whatever is routed from now on uses it, and each shard takes its
+        // new links before any message routed with them (same mailbox, in order).
+        self.shared.map.store(Arc::clone(&map));
+        let mut waiting = Vec::new();
+        for (shard, actors) in per_shard.into_iter().enumerate() {
+            if actors.is_empty() {
+                continue;
+            }
+            let (reply, answer) = flume::bounded(1);
+            self.shared.mailboxes[shard].send(ShardMsg::Relink { actors, reply }).map_err(|_| RelinkError::Stopped)?;
+            waiting.push(answer);
+        }
+        for answer in waiting {
+            answer.recv().map_err(|_| RelinkError::Stopped)?;
+        }
+        Ok(())
     }
 
     /// The journal, when there is one.
@@ -874,9 +960,9 @@ impl EngineHandle {
         self.shared.stats.snapshot()
     }
 
-    /// The copy map.
-    pub fn copy_map(&self) -> &CopyMap {
-        &self.shared.map
+    /// The copy map in force.
+    pub fn copy_map(&self) -> Arc<CopyMap> {
+        self.shared.map.load_full()
     }
 
     /// The engine's clock.

@@ -203,12 +203,13 @@ pub(super) fn redeliver(shared: &Shared, journal: &Journal, recovery: &Recovery)
         let shared_signal = mirror_wire::SharedSignal::encode(&signal)
             .map_err(|e| JournalError::Corrupt { seq: unfinished.first_seq, reason: e.to_string() })?;
         let mut groups: Vec<(usize, Vec<Target>)> = Vec::new();
-        for group in shared.map.fanout(&signal.origin) {
+        let map = shared.map.load();
+        for group in map.fanout(&signal.origin) {
             let targets: Vec<Target> = group
                 .targets
                 .iter()
                 .filter(|t| {
-                    let follower = shared.map.links().get(t.link.0 as usize).map(|link| link.follower);
+                    let follower = map.links().get(t.link.0 as usize).map(|link| link.follower);
                     follower.is_some_and(|a| !unfinished.delivered.contains(&a))
                 })
                 .copied()

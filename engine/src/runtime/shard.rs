@@ -210,6 +210,14 @@ impl Shard {
                 }
             }
             ShardMsg::RepairFollower { slot, follower } => self.send_book(slot, follower),
+            ShardMsg::Relink { actors, reply } => {
+                for (slot, inbound, paused_new, risk) in actors {
+                    if let Some(actor) = self.actors.get_mut(slot as usize) {
+                        actor.relink(inbound, &paused_new, risk);
+                    }
+                }
+                let _ = reply.send(());
+            }
             ShardMsg::Stop => {
                 self.finish_message();
                 // A clean stop leaves nothing to replay.
@@ -467,7 +475,7 @@ impl Shard {
                     let control = Control::Flatten { id, reason, freeze: group };
                     let mut accounts = vec![account];
                     if group {
-                        accounts.extend_from_slice(self.shared.map.downstream(account));
+                        accounts.extend_from_slice(self.shared.map.load().downstream(account));
                     }
                     for target in accounts {
                         self.send_to_account(target, OwnedInput::Control(control));
@@ -492,7 +500,7 @@ impl Shard {
     }
 
     fn send_to_account(&mut self, account: AccountId, input: OwnedInput) {
-        let Some(place) = self.shared.map.place(account) else {
+        let Some(place) = self.shared.map.load().place(account) else {
             return;
         };
         self.send_to_shard(place.shard, ShardMsg::Input { slot: place.slot, input });

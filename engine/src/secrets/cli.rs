@@ -207,7 +207,7 @@ fn read_value(name: &str) -> Result<Secret, SecretsError> {
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` UTC (proleptic Gregorian, Howard Hinnant's
 /// civil-from-days).
-fn format_utc(unix_ms: i64) -> String {
+pub(crate) fn format_utc(unix_ms: i64) -> String {
     let seconds = unix_ms.div_euclid(1000);
     let days = seconds.div_euclid(86_400);
     let second_of_day = seconds.rem_euclid(86_400);

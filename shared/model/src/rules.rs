@@ -338,6 +338,8 @@ pub enum SkipReason {
     },
     /// The follower holds no copy of the leader position the signal is about.
     NoCopy,
+    /// The follower's link from this origin was removed (a live configuration change).
+    NotLinked,
     /// A proportional partial close rounds to nothing on this follower.
     PartialCloseRoundsToZero {
         /// The follower's open quantity.
@@ -427,7 +429,7 @@ impl SkipReason {
             | Self::MaxOpenPositions { .. }
             | Self::SymbolExposure { .. } => SkipCategory::Risk,
             Self::AccountPaused | Self::LinkPaused | Self::GloballyPaused => SkipCategory::Paused,
-            Self::NoCopy => SkipCategory::NoCopy,
+            Self::NoCopy | Self::NotLinked => SkipCategory::NoCopy,
             Self::ConnectorQueueFull => SkipCategory::Backpressure,
             Self::AccountDisconnected => SkipCategory::Connection,
         }
@@ -472,6 +474,7 @@ impl fmt::Display for SkipReason {
                 write!(f, "exposure on {symbol} would be {after}; the account allows {max}")
             }
             Self::NoCopy => f.write_str("no copy of that leader position on this account"),
+            Self::NotLinked => f.write_str("this account no longer copies that origin (its link was removed)"),
             Self::PartialCloseRoundsToZero { open } => {
                 write!(f, "a proportional part of {open} rounds to nothing")
             }
@@ -571,7 +574,12 @@ impl LinkRules {
         let entry = open.entry();
         let (stop_loss, take_profit) = self.protection(open, side, entry, &spec);
 
-        let stop_distance = match self.sizing {
+        // A signal sized by risk (a manual ticket) overrides the link's rule.
+        let sizing = match open.risk_bp.and_then(|bp| Ratio::new(bp.get().into(), 100)) {
+            Some(percent) => SizingRule::RiskPercent { percent },
+            None => self.sizing,
+        };
+        let stop_distance = match sizing {
             SizingRule::RiskPercent { .. } => Some(match self.stop_loss {
                 ProtectionRule::Distance(distance) => distance,
                 _ => {
@@ -583,7 +591,7 @@ impl LinkRules {
             _ => None,
         };
         let exact = sizing::exact_size(
-            &self.sizing,
+            &sizing,
             &sizing::SizingInputs {
                 leader_qty: open.qty,
                 leader_contract_size: open.contract_size,

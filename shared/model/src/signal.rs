@@ -131,6 +131,12 @@ pub struct OpenSignal {
     /// When this open is the fill of a leader pending order: that order. Followers that
     /// copied the pending order already hold their own and only re-key it.
     pub from_pending: Option<LeaderRef>,
+    /// Size every follower to risk this much of its equity between the entry and the stop
+    /// loss, in basis points (50 = 0.5 %), instead of by its link's sizing rule (a manual
+    /// ticket sized by risk; `None`: the link decides). Four bytes: an open is copied into
+    /// every message of a fan-out.
+    #[serde(default)]
+    pub risk_bp: Option<std::num::NonZeroU32>,
 }
 
 impl SignalAction {
@@ -196,6 +202,15 @@ pub enum SignalError {
         /// The order's side.
         side: Side,
     },
+    /// A risk-sized open above 100 %.
+    #[error("risk must be at most 10000 basis points (100 %), got {bp}")]
+    BadRisk {
+        /// Basis points.
+        bp: u32,
+    },
+    /// A risk-sized open without a stop loss: the risk cannot be measured.
+    #[error("risk_percent needs a stop_loss (the risk is the distance from the entry to the stop)")]
+    RiskWithoutStop,
     /// A partial close that closes nothing, everything or more.
     #[error("partial close of {closed} out of {before} is not a partial close (0 < closed < before)")]
     BadPartialClose {
@@ -276,6 +291,14 @@ impl OpenSignal {
         positive_price("reference_price", self.reference_price)?;
         positive_price("stop_loss", self.stop_loss)?;
         positive_price("take_profit", self.take_profit)?;
+        if let Some(bp) = self.risk_bp {
+            if bp.get() > 10_000 {
+                return Err(SignalError::BadRisk { bp: bp.get() });
+            }
+            if self.stop_loss.is_none() {
+                return Err(SignalError::RiskWithoutStop);
+            }
+        }
         if let Some(entry) = self.entry() {
             let sign = self.side.sign();
             if let Some(level) = self.stop_loss
@@ -379,6 +402,9 @@ impl ArchivedOpenSignal {
             time_in_force: self.time_in_force.to_native(),
             contract_size: option_native(&self.contract_size, |q| q.to_native()),
             from_pending: option_native(&self.from_pending, |l| l.to_native()),
+            risk_bp: option_native(&self.risk_bp, |r| {
+                std::num::NonZeroU32::new(r.get()).unwrap_or(std::num::NonZeroU32::MIN)
+            }),
         }
     }
 }
@@ -429,6 +455,7 @@ pub(crate) mod tests {
             time_in_force: TimeInForce::Gtc,
             contract_size: None,
             from_pending: None,
+            risk_bp: None,
         }
     }
 

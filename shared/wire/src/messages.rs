@@ -864,6 +864,7 @@ impl OrderTicket {
             },
             contract_size: self.contract_size.map(|raw| positive(M, "contract_size", raw)).transpose()?,
             from_pending: None,
+            risk_bp: None,
         })
     }
 }
