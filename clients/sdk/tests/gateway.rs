@@ -171,7 +171,10 @@ async fn a_bad_frame_closes_only_its_stream_with_an_error() {
     let accepted =
         responses(&exchange(&connection, &encode_frame(&Request::Submit(ticket(8, "ES", Side::Buy))).unwrap()).await);
     let [Response::Accepted { signal }] = accepted.as_slice() else { panic!("{accepted:?}") };
+    // Heartbeats and account updates keep coming, so the wait for the fill has one deadline.
+    let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
+        assert!(tokio::time::Instant::now() < deadline, "the fill of {signal:?} never reached the state stream");
         match next_state(&mut state, &mut decoder).await {
             StateFrame::Deltas(deltas)
                 if deltas.events.iter().any(|d| matches!(&d.event, DeltaEvent::Fill(f) if f.signal == *signal)) =>

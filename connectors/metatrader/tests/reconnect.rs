@@ -37,8 +37,10 @@ fn buy(signal: u64, qty: &str) -> OrderRequest {
 /// Events until one matches `wanted` (returned with everything before it).
 async fn until(events: &EventStream, wanted: impl Fn(&ConnectorEvent) -> bool) -> Vec<ConnectorEvent> {
     let mut seen = Vec::new();
+    // One deadline for the whole wait: quotes and account updates keep arriving meanwhile.
+    let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let event = tokio::time::timeout(WAIT, events.recv_async())
+        let event = tokio::time::timeout_at(deadline, events.recv_async())
             .await
             .unwrap_or_else(|_| panic!("no matching event; seen {seen:?}"))
             .unwrap();

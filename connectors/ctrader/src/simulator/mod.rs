@@ -247,6 +247,8 @@ struct Inner {
     certificate: Vec<u8>,
     next_connection: AtomicU64,
     shutdown: Notify,
+    /// False while a test holds the server's reading: requests pile up in the sockets.
+    reads_open: tokio::sync::watch::Sender<bool>,
 }
 
 impl Inner {
@@ -282,6 +284,7 @@ impl CtraderSimulator {
             certificate,
             next_connection: AtomicU64::new(1),
             shutdown: Notify::new(),
+            reads_open: tokio::sync::watch::Sender::new(true),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         tokio::spawn(accept_loop(Arc::clone(&inner), listener, acceptor));
@@ -386,6 +389,18 @@ impl CtraderSimulator {
         self.inner.lock().cut_after = Some(n.max(1));
     }
 
+    /// Stops reading from every connection until [`Self::resume_reading`]: what clients send
+    /// meanwhile waits in the sockets, as it would behind a stalled server. With
+    /// [`Self::cut_after_requests`] this puts requests on the wire behind the cut for certain.
+    pub fn hold_reading(&self) {
+        self.inner.reads_open.send_replace(false);
+    }
+
+    /// Reads again after [`Self::hold_reading`].
+    pub fn resume_reading(&self) {
+        self.inner.reads_open.send_replace(true);
+    }
+
     /// Makes an access token expire now.
     pub fn expire_access_token(&self, token: &str) {
         self.inner.lock().expire_token(token);
@@ -455,7 +470,14 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, acceptor: tokio_rustls::TlsAcc
     });
     let mut decoder = FrameDecoder::new();
     let idle = inner.config.idle_timeout;
+    let mut reads_open = inner.reads_open.subscribe();
     'connection: loop {
+        if !*reads_open.borrow() {
+            tokio::select! {
+                () = close.notified() => break 'connection,
+                open = reads_open.wait_for(|open| *open) => if open.is_err() { break 'connection },
+            }
+        }
         let buffer = decoder.buffer_mut();
         if buffer.capacity() - buffer.len() < 4_096 {
             buffer.reserve(64 * 1024);
