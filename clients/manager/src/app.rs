@@ -9,11 +9,11 @@ use egui::{Color32, RichText};
 use mirror_sdk::{ErrorCode, Role};
 
 use crate::backend::{Answer, Backend, Command, ConnState, Outcome};
-use crate::connections::{Profile, Remembered};
 use crate::engine_config::EngineFacts;
 use crate::model::{Health, Model};
 use crate::ticket::TicketForm;
 use crate::views;
+use mirror_desk::{Profile, Remembered};
 
 /// State updates folded per frame at most; the rest wait for the next frame (which is asked
 /// for at once).

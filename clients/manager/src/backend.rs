@@ -20,7 +20,7 @@ use std::time::Duration;
 use mirror_sdk::{Client, ClientConfig, ErrorCode, OrderTicket, Role, SdkError, StateUpdate, Trust, topics};
 use tokio::sync::watch;
 
-use crate::connections::Profile;
+use mirror_desk::Profile;
 
 /// State updates waiting for the UI.
 pub const UPDATES_CAPACITY: usize = 256;

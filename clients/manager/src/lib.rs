@@ -11,7 +11,6 @@
 
 mod app;
 mod backend;
-mod connections;
 mod engine_config;
 mod format;
 mod model;
@@ -26,7 +25,12 @@ pub use backend::{
     Answer, Backend, COMMAND_TIMEOUT, COMMANDS_CAPACITY, Command, CommandError, ConnState, OUTCOMES_CAPACITY, Outcome,
     PING_INTERVAL, PING_TIMEOUT, RECONNECT_MAX, UPDATES_CAPACITY,
 };
-pub use connections::{Profile, REMEMBERED_MAX, Remembered, default_path};
+pub use mirror_desk::{Profile, REMEMBERED_MAX, Remembered};
+
+/// Where the Trading Manager remembers its connections.
+pub fn default_path() -> Option<std::path::PathBuf> {
+    mirror_desk::default_path("manager.toml")
+}
 pub use engine_config::{AccountFacts, EngineFacts, FactsError, Limits};
 pub use model::{
     ALERTS_MAX, AccountRow, Alert, AlertKind, CopyCounts, EQUITY_POINTS_MAX, EQUITY_SAMPLE_MS, FINISHED_ORDERS_MAX,

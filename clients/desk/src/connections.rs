@@ -1,5 +1,5 @@
-//! Remembered connections: a small TOML file (`$XDG_CONFIG_HOME/mirror/manager.toml`, else
-//! `~/.config/mirror/manager.toml`) with each server's address, certificate fingerprint and the
+//! Remembered connections: a small TOML file per app (`$XDG_CONFIG_HOME/mirror/<app>.toml`, else
+//! `~/.config/mirror/<app>.toml`) with each server's address, certificate fingerprint and the
 //! name of the environment variable that holds its token. Never the token itself.
 
 use std::path::{Path, PathBuf};
@@ -60,13 +60,14 @@ pub struct Remembered {
     pub connections: Vec<Profile>,
 }
 
-/// Where the file lives (`None` when neither `XDG_CONFIG_HOME` nor `HOME` is set).
-pub fn default_path() -> Option<PathBuf> {
+/// Where the app's file (`manager.toml`, `map.toml`) lives (`None` when neither
+/// `XDG_CONFIG_HOME` nor `HOME` is set).
+pub fn default_path(file_name: &str) -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("mirror").join("manager.toml"))
+    Some(base.join("mirror").join(file_name))
 }
 
 impl Remembered {

@@ -4,8 +4,8 @@
 //! GPU). Prints p50 / p99 / max frame time in ms.
 //!
 //! ```bash
-//! cargo run -p mirror-manager --example frame_time -- [frames]
-//! cargo run --release -p mirror-manager --example frame_time -- [frames]
+//! cargo run -p mirror-manager --example manager_frame_time -- [frames]
+//! cargo run --release -p mirror-manager --example manager_frame_time -- [frames]
 //! ```
 
 use std::io::Write as _;

@@ -2,8 +2,8 @@
 //! run headlessly (egui without a window: layout and tessellation, no GPU).
 //!
 //! ```text
-//! cargo run -p mirror-logs --example frame_time [-- --frames 1200]
-//! cargo run --release -p mirror-logs --example frame_time
+//! cargo run -p mirror-logs --example logs_frame_time [-- --frames 1200]
+//! cargo run --release -p mirror-logs --example logs_frame_time
 //! ```
 //!
 //! The lines are synthetic (a benchmark, not a display): the engine's stream shape — each
