@@ -113,6 +113,8 @@ pub struct MapApp {
     bottom: BottomTab,
     messages: Vec<(bool, String)>,
     select_when_read: Option<(String, String)>,
+    /// Counts edits of the map (the graph keeps its layout while it is unchanged).
+    generation: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +157,7 @@ impl MapApp {
             bottom: BottomTab::Problems,
             messages,
             select_when_read: None,
+            generation: 0,
         }
     }
 
@@ -329,6 +332,7 @@ impl MapApp {
     }
 
     fn after_edit(&mut self) {
+        self.generation += 1;
         let Some(doc) = &self.doc else { return };
         self.findings = validate(doc.map());
         self.changes = match &self.running {
@@ -716,7 +720,7 @@ impl MapApp {
             ui.checkbox(&mut form.rules.paused, "no new opens copied");
             ui.end_row();
             ui.label("Sizing");
-            egui::ComboBox::new("sizing-mode", "").selected_text(form.rules.sizing.mode.name()).show_ui(ui, |ui| {
+            egui::ComboBox::new("sizing-mode", "mode").selected_text(form.rules.sizing.mode.name()).show_ui(ui, |ui| {
                 for mode in SizingMode::ALL {
                     ui.selectable_value(&mut form.rules.sizing.mode, mode, mode.name());
                 }
@@ -732,7 +736,7 @@ impl MapApp {
             ui.checkbox(&mut form.rules.reverse, "buy becomes sell");
             ui.end_row();
             ui.label("Sides");
-            egui::ComboBox::new("sides", "").selected_text(form.rules.sides.name()).show_ui(ui, |ui| {
+            egui::ComboBox::new("sides", "copied").selected_text(form.rules.sides.name()).show_ui(ui, |ui| {
                 for sides in Sides::ALL {
                     ui.selectable_value(&mut form.rules.sides, sides, sides.name());
                 }
@@ -809,10 +813,10 @@ impl MapApp {
                 None => Default::default(),
             },
         };
-        let map = doc.map().clone();
+        let (graph, findings, generation) = (&mut self.graph, &self.findings, self.generation);
         let action = egui::ScrollArea::both()
             .auto_shrink([false, false])
-            .show(ui, |ui| self.graph.show(ui, &map, &self.findings, &marks))
+            .show(ui, |ui| graph.show(ui, generation, doc.map(), findings, &marks))
             .inner;
         match action {
             Some(GraphAction::Select(selection)) => self.select(selection),

@@ -65,6 +65,16 @@ pub struct GraphView {
     /// Where the pointer last was while a link was being drawn (the drop lands there even if
     /// the pointer leaves the window as it is released).
     drawing_to: Option<Pos2>,
+    /// The layout and each node's link counts, for the map generation they were made from
+    /// (recomputed only when the map changes, not every frame).
+    cached: Option<Cached>,
+}
+
+#[derive(Clone, Debug)]
+struct Cached {
+    generation: u64,
+    layout: BTreeMap<String, Pos2>,
+    counts: BTreeMap<String, (usize, usize)>,
 }
 
 impl GraphView {
@@ -73,16 +83,27 @@ impl GraphView {
         self.moved.clear();
     }
 
-    /// Draws the graph; what the user did, if anything.
+    /// Draws the graph; what the user did, if anything. `generation` changes whenever `map`
+    /// does (the layout is kept between frames of one generation).
     pub fn show(
         &mut self,
         ui: &mut egui::Ui,
+        generation: u64,
         map: &CopyMap,
         findings: &[Finding],
         marks: &Marks,
     ) -> Option<GraphAction> {
+        if self.cached.as_ref().is_none_or(|c| c.generation != generation) {
+            let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+            for link in &map.links {
+                counts.entry(link.follower.clone()).or_default().0 += 1;
+                counts.entry(link.leader.clone()).or_default().1 += 1;
+            }
+            self.cached = Some(Cached { generation, layout: layout(map), counts });
+        }
+        let cached = self.cached.as_ref()?;
         // Where every node is this frame (a move lands next frame).
-        let mut positions = layout(map);
+        let mut positions = cached.layout.clone();
         let moved: Vec<(String, Pos2)> =
             self.moved.iter().filter(|(name, _)| positions.contains_key(*name)).map(|(n, p)| (n.clone(), *p)).collect();
         positions.extend(moved);
@@ -94,6 +115,7 @@ impl GraphView {
             .fold(vec2(600.0, 300.0), |size, p| size.max(p.to_vec2() + NODE_SIZE + vec2(MARGIN * 2.0, MARGIN)));
         let (canvas, painter) = ui.allocate_painter(extent, Sense::click());
         let origin = canvas.rect.min.to_vec2();
+        let visible = ui.clip_rect();
         let rect_of = |name: &str| position(name).map(|p| Rect::from_min_size(p + origin, NODE_SIZE));
         let mut action = None;
         if canvas.clicked() {
@@ -109,6 +131,10 @@ impl GraphView {
         let mut chips = Vec::new();
         for (index, link) in map.links.iter().enumerate() {
             let (Some(from), Some(to)) = (rect_of(&link.leader), rect_of(&link.follower)) else { continue };
+            // Off screen: neither drawn nor laid out (a 1,000-account map stays fluid).
+            if !visible.intersects(from.union(to)) {
+                continue;
+            }
             let (start, end) = (from.right_center(), to.left_center());
             let selected = self.selection == Selection::Link(index);
             let colour = if link_errors.contains(&index) {
@@ -168,8 +194,8 @@ impl GraphView {
         }
 
         // Nodes, their ports, and the drag that draws a link.
-        let inbound = |name: &str| map.links.iter().filter(|l| l.follower == name).count();
-        let outbound = |name: &str| map.links.iter().filter(|l| l.leader == name).count();
+        let inbound = |name: &str| cached.counts.get(name).map_or(0, |c| c.0);
+        let outbound = |name: &str| cached.counts.get(name).map_or(0, |c| c.1);
         let mut drop_target = None;
         if self.drawing_from.is_some() {
             self.drawing_to = ui.ctx().pointer_latest_pos().or(self.drawing_to);
@@ -177,6 +203,9 @@ impl GraphView {
         let pointer = self.drawing_to;
         for node in &map.nodes {
             let Some(rect) = rect_of(&node.name) else { continue };
+            if !visible.intersects(rect.expand(PORT_RADIUS * 2.0)) {
+                continue;
+            }
             let body = ui.interact(rect, ui.scope_id().with(("node", &node.name)), Sense::click_and_drag());
             let kind = if node.kind == NodeKind::Source { "source" } else { "account" };
             body.widget_info(|| WidgetInfo::labeled(egui::Role::Button, true, format!("{kind} {}", node.name)));
