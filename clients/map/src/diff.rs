@@ -95,7 +95,7 @@ fn changed_rules(old: &Link, new: &Link) -> Vec<String> {
     differs("max_qty", a.max_qty != b.max_qty);
     differs("stop_loss", a.stop_loss != b.stop_loss);
     differs("take_profit", a.take_profit != b.take_profit);
-    differs("other keys", a.paused == b.paused && old.other_keys != new.other_keys);
+    differs("other keys", old.other_keys != new.other_keys);
     keys
 }
 
@@ -163,7 +163,8 @@ pub fn hunks(old: &str, new: &str, context: usize) -> Vec<String> {
             out.push("…".to_owned());
         }
         let to = (index + context + 1).min(lines.len());
-        for (kind, text) in &lines[from.max(shown_to)..to.max(from)] {
+        // `from` is at least where the last hunk stopped, and `to` past `index`, so `from <= to`.
+        for (kind, text) in &lines[from..to] {
             let mark = match kind {
                 LineKind::Same => ' ',
                 LineKind::Added => '+',
