@@ -42,6 +42,8 @@ pub struct LiveConfig {
 
 struct InForce {
     text: String,
+    /// SHA-256 of `text`, as lower-case hex: the version an edit names (`If-Match`).
+    version: String,
     /// Each link's (origin, follower) and whether it is configured paused.
     links: Vec<(Origin, AccountId, bool)>,
 }
@@ -74,7 +76,7 @@ impl LiveConfig {
         Self {
             engine,
             path,
-            state: Mutex::new(InForce { text, links: link_keys(resolved) }),
+            state: Mutex::new(InForce { version: version_of(&text), text, links: link_keys(resolved) }),
             catalog: Arc::new(ArcSwap::from_pointee(Catalog::from_resolved(resolved))),
         }
     }
@@ -86,10 +88,32 @@ impl LiveConfig {
 
     /// Checks and applies `text`, whole or not at all; the error says why.
     pub fn apply_text(&self, text: &str, who: &str) -> Result<(), String> {
+        let mut in_force = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.apply_locked(&mut in_force, text, who)
+    }
+
+    /// Changes the configuration in force by `edit` (its text in, the new text out) and applies
+    /// the result, all under one lock so that no other change slips in between. With
+    /// `expected`, the configuration must still be that version. Answers the new version.
+    pub fn edit_text(
+        &self,
+        expected: Option<&str>,
+        who: &str,
+        edit: &mut dyn FnMut(&str) -> Result<String, String>,
+    ) -> Result<String, EditError> {
+        let mut in_force = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(expected) = expected.filter(|v| *v != in_force.version) {
+            return Err(EditError::Stale { expected: expected.to_owned(), current: in_force.version.clone() });
+        }
+        let text = edit(&in_force.text).map_err(EditError::Edit)?;
+        self.apply_locked(&mut in_force, &text, who).map_err(EditError::NotApplied)?;
+        Ok(in_force.version.clone())
+    }
+
+    fn apply_locked(&self, in_force: &mut InForce, text: &str, who: &str) -> Result<(), String> {
         let path = self.path.as_deref().ok_or(
             "live apply needs a configuration in one file; this one was read from several: edit them and restart",
         )?;
-        let mut in_force = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let resolved = config::load_str(path, text).map_err(|e| format!("not applied:\n{e}"))?;
         let frozen = frozen_changes(&in_force.text, text)?;
         if !frozen.is_empty() {
@@ -134,6 +158,7 @@ impl LiveConfig {
         }
         let written = write_over(path, &in_force.text, text);
         in_force.text = text.to_owned();
+        in_force.version = version_of(text);
         in_force.links = link_keys(&resolved);
         self.catalog.store(Arc::new(Catalog::from_resolved(&resolved)));
         tracing::info!(who, links = resolved.links.len(), file = %path.display(), "configuration applied live");
@@ -152,9 +177,58 @@ impl ConfigService for LiveConfig {
         Ok(self.state.lock().unwrap_or_else(PoisonError::into_inner).text.clone())
     }
 
+    fn read_versioned(&self) -> (String, String) {
+        let in_force = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        (in_force.text.clone(), in_force.version.clone())
+    }
+
     fn apply(&self, toml: &str, who: &str) -> Result<(), String> {
         self.apply_text(toml, who)
     }
+
+    fn edit(
+        &self,
+        expected: Option<&str>,
+        who: &str,
+        edit: &mut dyn FnMut(&str) -> Result<String, String>,
+    ) -> Result<String, EditError> {
+        self.edit_text(expected, who, edit)
+    }
+}
+
+/// Why an edit of the configuration in force was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditError {
+    /// The configuration is no longer the version the edit was made against.
+    Stale {
+        /// The version the caller named.
+        expected: String,
+        /// The version in force.
+        current: String,
+    },
+    /// The edit itself could not be made (what it names is not in the configuration).
+    Edit(String),
+    /// The edited configuration was refused: not valid, or it changes what needs a restart.
+    NotApplied(String),
+}
+
+impl std::fmt::Display for EditError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Stale { expected, current } => write!(
+                f,
+                "the configuration changed since version {expected}; it is now {current}: read it again and redo the \
+                 change"
+            ),
+            Self::Edit(reason) | Self::NotApplied(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// The version of a configuration text: its SHA-256, as lower-case hex.
+fn version_of(text: &str) -> String {
+    use sha2::Digest as _;
+    crate::hex::lower_hex(&sha2::Sha256::digest(text.as_bytes()))
 }
 
 /// Writes `text` over `path` atomically, keeping `previous` as `<path>.prev`.

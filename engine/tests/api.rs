@@ -327,6 +327,25 @@ async fn bad_api_input_is_refused_with_a_problem_naming_it_and_nothing_is_sent()
     forged.call("GET", "/api/v1/accounts", None).await.problem(401);
     let garbage = Api { server, token: "not-a-jwt".into() };
     garbage.call("GET", "/api/v1/accounts", None).await.problem(401);
+    // Tokens made outside the issuer: with its own key but expired, and forged with another
+    // key under the issuer's key id. Both would order, were they taken.
+    let ticket = json!({"symbol": "ES", "side": "buy", "qty": "1"});
+    let expired = Api { server, token: remade_token(dir.path(), &trader.token, server, -3_600, false).await };
+    let detail = expired.call("POST", "/api/v1/orders", Some(ticket.clone())).await.problem(401);
+    assert!(detail.starts_with("expired at") && detail.contains("beyond the 60 s leeway"), "{detail}");
+    let forged = Api { server, token: remade_token(dir.path(), &trader.token, server, 3_600, true).await };
+    let detail = forged.call("POST", "/api/v1/orders", Some(ticket.clone())).await.problem(401);
+    assert!(detail.contains("is not signed by key"), "{detail}");
+    // The same token remade with the issuer's key and a live expiry is taken: the two above
+    // were refused for what was wrong with them, not for how they were made.
+    let remade = Api { server, token: remade_token(dir.path(), &trader.token, server, 3_600, false).await };
+    assert_eq!(remade.get("/api/v1/whoami").await["role"], "trader");
+    // A viewer may not order; an oversized ticket is refused before it is read.
+    let viewer = Api { server, token: token(server, "viewer").await };
+    assert!(viewer.call("POST", "/api/v1/orders", Some(ticket)).await.problem(403).contains("trader"));
+    let huge = json!({"symbol": "ES", "side": "buy", "qty": "1", "note": "x".repeat(70_000)});
+    let detail = trader.call("POST", "/api/v1/orders", Some(huge)).await.problem(413);
+    assert!(detail.contains("over the limit of 65536 bytes"), "{detail}");
 
     let cases: &[(&str, &str, u16, &str)] = &[
         ("/api/v1/orders", "{not json", 400, "malformed JSON"),
@@ -381,6 +400,30 @@ async fn bad_api_input_is_refused_with_a_problem_naming_it_and_nothing_is_sent()
     running.stop().await;
 }
 
+/// `token`'s claims signed again, the issuer's own way (EdDSA under its key id), expiring
+/// `expires_in_s` from now, with the issuer's key from its key file or, `forged`, another one.
+async fn remade_token(dir: &Path, token: &str, server: SocketAddr, expires_in_s: i64, forged: bool) -> String {
+    use base64::Engine as _;
+    use rustls::pki_types::pem::PemObject as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let now = support::now_s();
+    claims["exp"] = json!(now + expires_in_s);
+    claims["iat"] = json!(now + expires_in_s.min(0) - 60);
+    claims["nbf"] = claims["iat"].clone();
+    let keys = request(server, LOCAL, "GET", "/oauth/jwks.json", &[], b"").await.json();
+    let kid = keys["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let pkcs8 = if forged {
+        ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap().as_ref().to_vec()
+    } else {
+        let file = dir.join("data/http/oauth-signing-key.pem");
+        rustls::pki_types::PrivatePkcs8KeyDer::from_pem_file(&file).unwrap().secret_pkcs8_der().to_vec()
+    };
+    let header = jsonwebtoken::Header { kid: Some(kid), ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA) };
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ed_der(&pkcs8)).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_operation_is_served() {
     let dir = tempfile::tempdir().unwrap();
@@ -402,8 +445,9 @@ async fn every_documented_operation_is_served() {
                 .replace("{signal}", "999999")
                 .replace("{source}", "manual")
                 .replace("{link}", "0")
-                .replace("{control}", "no-such-control");
-            let body = if method == "post" { Some(json!({})) } else { None };
+                .replace("{control}", "no-such-control")
+                .replace("{profile}", "no-such-profile");
+            let body = if matches!(method.as_str(), "post" | "put" | "patch") { Some(json!({})) } else { None };
             let reply = admin.call(&method.to_uppercase(), &concrete, body).await;
             let detail = if reply.content_type == "application/problem+json" {
                 reply.json()["detail"].as_str().unwrap_or_default().to_owned()
@@ -583,5 +627,155 @@ async fn an_admin_applies_links_live_over_the_api() {
     let reply = put(&admin, "[[links]\n".into()).await;
     assert!(reply.problem(422).starts_with("not applied"), "{reply:?}");
     assert_eq!(std::fs::read_to_string(dir.path().join("api.toml")).unwrap(), linked, "refusals leave the file alone");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_and_risk_change_one_at_a_time_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_mirror(dir.path()).await;
+    let server = running.http_addr().unwrap();
+    let admin = Api { server, token: token(server, "admin").await };
+    let trader = Api { server, token: token(server, "trader").await };
+    let file = dir.path().join("api.toml");
+    // A comment the desk wrote: every change below must keep it.
+    let commented = std::fs::read_to_string(&file).unwrap().replace(
+        "[[links]]\nleader = \"manual\"\nfollower = \"f2\"",
+        "[[links]] # f2 runs the evaluation at double size\nleader = \"manual\"\nfollower = \"f2\"",
+    );
+    let reply = {
+        let headers =
+            [("Authorization", format!("Bearer {}", admin.token)), ("Content-Type", "application/toml".into())];
+        request(server, LOCAL, "PUT", "/api/v1/config", &headers, commented.as_bytes()).await
+    };
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let with_version = |api: &Api, method: &'static str, path: String, body: Option<Value>, version: &str| {
+        let mut headers = vec![("Authorization", format!("Bearer {}", api.token)), ("If-Match", version.to_owned())];
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        headers.push(("Content-Type", "application/json".to_owned()));
+        async move { request(server, LOCAL, method, &path, &headers, body.as_bytes()).await }
+    };
+    let listed = admin.call("GET", "/api/v1/links", None).await;
+    let v0 = listed.etag.clone().expect("GET /api/v1/links carries the configuration's version");
+
+    // A link added: the outsider copies the manual source at a fixed 3 contracts.
+    let link = json!({"leader": "manual", "follower": "outsider", "sizing": {"mode": "fixed", "qty": 3}});
+    let added = with_version(&admin, "POST", "/api/v1/links".into(), Some(link.clone()), &v0).await;
+    assert_eq!(added.status, 201, "{added:?}");
+    assert_eq!(added.location.as_deref(), Some("/api/v1/links/2"), "{added:?}");
+    let v1 = added.etag.clone().unwrap();
+    assert_ne!(v1, v0);
+    assert_eq!(added.json()["link"]["rules"]["sizing"]["mode"], "fixed", "{added:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("# f2 runs the evaluation at double size"), "{text}");
+    assert!(
+        text.contains(
+            "follower = \"f2\"\nsizing = { mode = \"multiplier\", ratio = 2 }\n\n[[links]]\nleader = \"manual\"\n\
+             follower = \"outsider\"\nsizing = { mode = \"fixed\", qty = 3 }\n"
+        ),
+        "the new link follows the last one: {text}"
+    );
+    trader.post("/api/v1/orders", json!({"symbol": "ES", "side": "buy", "qty": "1"})).await;
+    eventually(&running, "the new link copies", &[("f1", "ES", 1), ("f2", "ES", 2), ("outsider", "ES", 3)]).await;
+
+    // A change made against the old version is refused: the link ids it read may have moved.
+    let stale = with_version(&admin, "DELETE", "/api/v1/links/1".into(), None, &v0).await;
+    assert!(stale.problem(412).contains("changed since version"), "{stale:?}");
+    assert_eq!(admin.get("/api/v1/links").await["links"].as_array().unwrap().len(), 3);
+
+    // One link read and changed: f2 to ratio 1 and long-only; its `config` shows the entry.
+    let one = admin.get("/api/v1/links/1").await;
+    assert_eq!(
+        one["config"],
+        json!({"leader": "manual", "follower": "f2", "sizing": {"mode": "multiplier", "ratio": 2}})
+    );
+    let change = json!({"sizing": {"mode": "multiplier", "ratio": 1}, "sides": "long_only"});
+    let changed = with_version(&admin, "PATCH", "/api/v1/links/1".into(), Some(change), &v1).await;
+    assert_eq!(changed.status, 200, "{changed:?}");
+    let v2 = changed.etag.clone().unwrap();
+    assert_eq!(changed.json()["link"]["rules"]["sides"], "long_only", "{changed:?}");
+    trader.post("/api/v1/orders", json!({"symbol": "NQ", "side": "buy", "qty": "1"})).await;
+    trader.post("/api/v1/orders", json!({"symbol": "ES", "side": "sell", "qty": "1"})).await;
+    eventually(
+        &running,
+        "f2 at ratio 1, long only",
+        &[
+            ("f1", "NQ", 1),
+            ("f2", "NQ", 1),
+            ("outsider", "NQ", 3),
+            ("f1", "ES", 0),
+            ("f2", "ES", 2),
+            ("outsider", "ES", 0),
+        ],
+    )
+    .await;
+    // `null` takes a key back to its default; the leader and follower are the link itself.
+    let back = with_version(&admin, "PATCH", "/api/v1/links/1".into(), Some(json!({"sides": null})), &v2).await;
+    assert_eq!(back.status, 200, "{back:?}");
+    assert!(admin.get("/api/v1/links/1").await["config"].get("sides").is_none());
+    let moved = admin.call("PATCH", "/api/v1/links/1", Some(json!({"follower": "outsider"}))).await;
+    assert!(moved.problem(422).contains("follower: a link's leader and follower are what it is"), "{moved:?}");
+
+    // Refusals name what is wrong and change nothing.
+    let before = std::fs::read_to_string(&file).unwrap();
+    let cases: Vec<(&str, String, Value, u16, &str)> = vec![
+        ("POST", "/api/v1/links".into(), json!({"leader": "manual", "follower": "nobody"}), 422, "nobody"),
+        ("POST", "/api/v1/links".into(), json!({"leader": "manual", "follower": "f1"}), 422, "already linked"),
+        ("POST", "/api/v1/links".into(), json!({"leader": "manual"}), 422, "follower: missing"),
+        (
+            "POST",
+            "/api/v1/links".into(),
+            json!({"leader": "manual", "follower": "outsider", "stoploss": "none"}),
+            422,
+            "stoploss",
+        ),
+        ("PATCH", "/api/v1/links/1".into(), json!({"sizing": {"mode": "multiplier", "ratio": -1}}), 422, "ratio"),
+        ("PATCH", "/api/v1/links/9".into(), json!({"paused": true}), 404, "no link 9; there are 3"),
+        ("PUT", "/api/v1/risk/profiles/tight".into(), json!({"max_order_qtty": 1}), 422, "max_order_qtty"),
+        ("PUT", "/api/v1/accounts/f2/risk".into(), json!({"profile": "nope"}), 422, "no risk profile is named `nope`"),
+        ("PUT", "/api/v1/accounts/f2/risk".into(), json!({"profil": "tight"}), 422, "profil: unknown field"),
+    ];
+    for (method, path, body, status, expected) in cases {
+        let reply = admin.call(method, &path, Some(body.clone())).await;
+        let detail = reply.problem(status);
+        assert!(detail.contains(expected), "{method} {path} {body}: expected `{expected}` in `{detail}`");
+    }
+    let reply = trader.call("DELETE", "/api/v1/links/0", None).await;
+    assert!(reply.problem(403).contains("admin"), "{reply:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before, "refusals leave the file alone");
+
+    // A risk profile set and given to f2: an order over its limit is refused on f2 only.
+    let set = admin.call("PUT", "/api/v1/risk/profiles/tight", Some(json!({"max_order_qty": 1}))).await;
+    assert_eq!(set.status, 200, "{set:?}");
+    let risk = admin.get("/api/v1/risk").await;
+    assert_eq!(risk["profiles"]["tight"]["max_order_qty"], "1", "a profile no account uses yet is listed: {risk}");
+    let given = admin.call("PUT", "/api/v1/accounts/f2/risk", Some(json!({"profile": "tight"}))).await;
+    assert_eq!(given.status, 200, "{given:?}");
+    assert_eq!(given.json()["limits"]["max_order_qty"], "1", "{given:?}");
+    let in_use = admin.call("DELETE", "/api/v1/risk/profiles/tight", None).await;
+    assert!(in_use.problem(409).contains("used by f2"), "{in_use:?}");
+    trader.post("/api/v1/orders", json!({"symbol": "NQ", "side": "buy", "qty": "2"})).await;
+    eventually(&running, "f2 refuses 2 NQ", &[("f1", "NQ", 3), ("f2", "NQ", 1), ("outsider", "NQ", 6)]).await;
+    let risk = admin.get("/api/v1/risk").await;
+    let f2 = risk["accounts"].as_array().unwrap().iter().find(|a| a["name"] == "f2").unwrap().clone();
+    assert_eq!(f2["profile"], "tight", "{risk}");
+
+    // Taken back: the profile cleared from f2, then removed; the link removed. The file is the
+    // configuration in force throughout, comment and all, and reads back as it.
+    let cleared = admin.call("PUT", "/api/v1/accounts/f2/risk", Some(json!({"profile": null}))).await;
+    assert_eq!(cleared.status, 200, "{cleared:?}");
+    let removed = admin.call("DELETE", "/api/v1/risk/profiles/tight", None).await;
+    assert_eq!(removed.status, 200, "{removed:?}");
+    let gone = admin.call("DELETE", "/api/v1/links/2", None).await;
+    assert_eq!(gone.status, 200, "{gone:?}");
+    assert_eq!(gone.json()["removed"]["follower_name"], "outsider", "{gone:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("outsider\"\nsizing") && !text.contains("tight"), "{text}");
+    assert!(text.contains("# f2 runs the evaluation at double size"), "{text}");
+    assert_eq!(admin.call("GET", "/api/v1/config", None).await.body, text);
+    config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    trader.post("/api/v1/orders", json!({"symbol": "NQ", "side": "buy", "qty": "1"})).await;
+    eventually(&running, "the outsider no longer copies", &[("f1", "NQ", 4), ("f2", "NQ", 2), ("outsider", "NQ", 6)])
+        .await;
     running.stop().await;
 }

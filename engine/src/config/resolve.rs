@@ -70,6 +70,8 @@ pub struct Resolved {
     pub sources: Vec<ResolvedSource>,
     /// Links, in file order.
     pub links: Vec<ResolvedLink>,
+    /// Risk profiles (`[risk.<name>]`), by name, used or not.
+    pub risk_profiles: BTreeMap<String, RiskLimits>,
 }
 
 /// An account, ready to run.
@@ -666,6 +668,7 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, ConfigErrors> {
         accounts,
         sources: resolved_sources,
         links,
+        risk_profiles: profiles,
     })
 }
 

@@ -155,8 +155,19 @@ impl Default for GatewayLimits {
 pub trait ConfigService: Send + Sync + std::fmt::Debug + 'static {
     /// The configuration in force, as TOML.
     fn read(&self) -> Result<String, String>;
+    /// The configuration in force and its version (SHA-256 of the text, hex), read together.
+    fn read_versioned(&self) -> (String, String);
     /// Validates and applies a new configuration, whole or not at all; the error says why.
     fn apply(&self, toml: &str, who: &str) -> Result<(), String>;
+    /// Edits the configuration in force (`edit` maps its text to the new one) and applies the
+    /// result whole or not at all, with no other change in between; with `expected`, only if
+    /// the configuration is still that version. Answers the new version.
+    fn edit(
+        &self,
+        expected: Option<&str>,
+        who: &str,
+        edit: &mut dyn FnMut(&str) -> Result<String, String>,
+    ) -> Result<String, crate::live_config::EditError>;
 }
 
 /// Everything the gateway needs.

@@ -34,7 +34,12 @@ pub(super) fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/api/v1/openapi.json", web::get().to(super::openapi::document)))
         .service(resource("/api/v1/accounts", web::get().to(accounts)))
         .service(resource("/api/v1/accounts/{account}", web::get().to(account)))
-        .service(resource("/api/v1/accounts/{account}/{control}", web::post().to(account_control)))
+        .service(
+            web::resource("/api/v1/accounts/{account}/{control}")
+                .route(web::post().to(account_control))
+                .route(web::put().to(account_setting))
+                .default_service(web::to(super::method_not_allowed)),
+        )
         .service(resource("/api/v1/positions", web::get().to(positions)))
         .service(
             web::resource("/api/v1/orders")
@@ -47,7 +52,13 @@ pub(super) fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/api/v1/signals/{signal}", web::get().to(signal)))
         .service(resource("/api/v1/sources", web::get().to(sources)))
         .service(resource("/api/v1/sources/{source}/signals", web::post().to(ticket::source_signal)))
-        .service(resource("/api/v1/links", web::get().to(links)))
+        .service(
+            web::resource("/api/v1/links")
+                .route(web::get().to(links))
+                .route(web::post().to(super::config_edit::link_add))
+                .default_service(web::to(super::method_not_allowed)),
+        )
+        .configure(super::config_edit::routes)
         .service(resource("/api/v1/links/{link}/{control}", web::post().to(link_control)))
         .service(resource("/api/v1/risk", web::get().to(risk)))
         .service(resource("/api/v1/latency", web::get().to(latency)))
@@ -356,7 +367,11 @@ async fn links(request: HttpRequest, state: web::Data<State>) -> Result<HttpResp
         .filter(|(_, l)| follower.is_none_or(|f| l.follower == f) && leader.is_none_or(|name| l.leader_name == name))
         .map(|(i, l)| link_json(i, l))
         .collect();
-    Ok(ok(json!({ "links": rows })))
+    let mut response = HttpResponse::Ok();
+    if let Some(etag) = super::config_edit::version_header(&state).await {
+        response.insert_header(etag);
+    }
+    Ok(response.json(json!({ "links": rows })))
 }
 
 impl State {
@@ -385,8 +400,12 @@ async fn risk(request: HttpRequest, state: web::Data<State>) -> Result<HttpRespo
             })
         })
         .collect();
-    let profiles = serde_json::to_value(state.catalog().risk_profiles()).unwrap_or(Value::Null);
-    Ok(ok(json!({ "profiles": profiles, "accounts": accounts })))
+    let profiles = serde_json::to_value(&state.catalog().risk_profiles).unwrap_or(Value::Null);
+    let mut response = HttpResponse::Ok();
+    if let Some(etag) = super::config_edit::version_header(&state).await {
+        response.insert_header(etag);
+    }
+    Ok(response.json(json!({ "profiles": profiles, "accounts": accounts })))
 }
 
 async fn latency(request: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, Problem> {
@@ -442,6 +461,21 @@ async fn account_control(request: HttpRequest, state: web::Data<State>) -> Resul
     }?;
     tracing::info!(who, account = %name, control, "API control");
     Ok(HttpResponse::Accepted().json(json!({ "account": name, "control": control, "signal": signal.map(|s| s.0) })))
+}
+
+/// `PUT /api/v1/accounts/{account}/{setting}`: `risk` (its risk profile).
+async fn account_setting(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<State>,
+) -> Result<HttpResponse, Problem> {
+    match request.match_info().get("control").unwrap_or_default() {
+        "risk" => super::config_edit::account_risk(request, payload, state).await,
+        other => {
+            state.admit(&request, Route::Other)?;
+            Err(Problem::not_found(format!("no setting `{other}` for an account; expected risk")))
+        }
+    }
 }
 
 /// `POST /api/v1/{pause|resume|flatten}`: every account.

@@ -66,6 +66,8 @@ pub struct Catalog {
     pub sources: Vec<CatalogSource>,
     /// Links, in the copy map's order.
     pub links: Vec<CatalogLink>,
+    /// Risk profiles by name, whether an account uses them or not.
+    pub risk_profiles: BTreeMap<String, RiskLimits>,
 }
 
 impl Catalog {
@@ -113,7 +115,7 @@ impl Catalog {
                 paused_at_start: link.paused,
             })
             .collect();
-        Self { accounts, sources, links }
+        Self { accounts, sources, links, risk_profiles: resolved.risk_profiles.clone() }
     }
 
     /// An account by id (`17`) or name.
@@ -136,11 +138,6 @@ impl Catalog {
             Origin::Source(id) => self.sources.iter().find(|s| s.id == id).map(|s| s.name.clone()),
         }
         .unwrap_or_else(|| origin.to_string())
-    }
-
-    /// Every risk profile used, by name.
-    pub(crate) fn risk_profiles(&self) -> BTreeMap<String, RiskLimits> {
-        self.accounts.iter().filter_map(|a| Some((a.risk_profile.clone()?, a.risk))).collect()
     }
 }
 

@@ -12,6 +12,7 @@
 mod api;
 mod auth;
 mod catalog;
+mod config_edit;
 mod ea;
 mod fields;
 mod json;

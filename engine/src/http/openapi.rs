@@ -167,6 +167,42 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "post",
+        path: "/api/v1/links",
+        role: Some("admin"),
+        summary: "Add a link (its [[links]] keys in JSON), applied live and written to the configuration file.",
+        query: &[],
+        body: Some("Link"),
+        ok: (201, Some("ConfigChanged")),
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/links/{link}",
+        role: Some("viewer"),
+        summary: "One link: its rules as the engine reads them and its [[links]] entry as written (`config`).",
+        query: &[],
+        body: None,
+        ok: (200, None),
+    },
+    Operation {
+        method: "patch",
+        path: "/api/v1/links/{link}",
+        role: Some("admin"),
+        summary: "Change a link's keys (each given replaces that key whole; null removes it), applied live.",
+        query: &[],
+        body: Some("LinkChange"),
+        ok: (200, Some("ConfigChanged")),
+    },
+    Operation {
+        method: "delete",
+        path: "/api/v1/links/{link}",
+        role: Some("admin"),
+        summary: "Remove a link, live; what the follower holds from it stays open.",
+        query: &[],
+        body: None,
+        ok: (200, Some("ConfigChanged")),
+    },
+    Operation {
+        method: "post",
         path: "/api/v1/links/{link}/{control}",
         role: Some("admin"),
         summary: "pause or resume one link.",
@@ -182,6 +218,33 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         query: &[],
         body: None,
         ok: (200, None),
+    },
+    Operation {
+        method: "put",
+        path: "/api/v1/risk/profiles/{profile}",
+        role: Some("admin"),
+        summary: "Set a risk profile's limits whole (a new name adds one), applied live.",
+        query: &[],
+        body: Some("RiskLimits"),
+        ok: (200, Some("ConfigChanged")),
+    },
+    Operation {
+        method: "delete",
+        path: "/api/v1/risk/profiles/{profile}",
+        role: Some("admin"),
+        summary: "Remove a risk profile no account uses (409 while one does).",
+        query: &[],
+        body: None,
+        ok: (200, Some("ConfigChanged")),
+    },
+    Operation {
+        method: "put",
+        path: "/api/v1/accounts/{account}/risk",
+        role: Some("admin"),
+        summary: "Give the account a risk profile ({\"profile\": name}) or none (null), applied live.",
+        query: &[],
+        body: Some("AccountRisk"),
+        ok: (200, Some("ConfigChanged")),
     },
     Operation {
         method: "get",
@@ -327,6 +390,51 @@ fn schemas() -> Value {
                 "position": { "type": "integer", "minimum": 0 }, "note": { "type": "string" }
             }
         },
+        "Link": {
+            "type": "object",
+            "description": "A [[links]] entry of the configuration, in JSON: leader and follower names, then any rule \
+                            (sizing, rounding, below_minimum, max_qty, reverse, symbol_map, allow, deny, sides, \
+                            stop_loss, take_profit, copy_pending, max_signal_age_ms, paused, …) as in the file.",
+            "required": ["leader", "follower"],
+            "properties": {
+                "leader": { "type": "string" }, "follower": { "type": "string" },
+                "paused": { "type": "boolean" },
+                "sizing": { "type": "object", "properties": { "mode": { "type": "string", "enum": ["multiplier", "fixed", "balance_ratio", "equity_ratio", "risk_percent", "notional"] } } },
+                "max_qty": { "type": ["string", "number"] }, "reverse": { "type": "boolean" },
+                "allow": { "type": "array", "items": { "type": "string" } },
+                "deny": { "type": "array", "items": { "type": "string" } },
+                "sides": { "type": "string", "enum": ["both", "long_only", "short_only"] },
+                "symbol_map": { "type": "object" }
+            }
+        },
+        "LinkChange": {
+            "type": "object",
+            "description": "Keys of a [[links]] entry to replace (null: remove, back to the default); not leader or follower.",
+            "not": { "anyOf": [{ "required": ["leader"] }, { "required": ["follower"] }] }
+        },
+        "RiskLimits": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "max_order_qty": { "type": ["string", "number"] }, "max_open_positions": { "type": "integer" },
+                "max_symbol_exposure": { "type": ["string", "number"] }, "daily_loss_limit": { "type": ["string", "number"] },
+                "max_daily_drawdown_pct": { "type": ["string", "number"] },
+                "on_breach": { "type": "string", "enum": ["close_only", "freeze"] },
+                "flatten_on_breach": { "type": "boolean" },
+                "flatten_group_at_drawdown_pct": { "type": ["string", "number"] }
+            }
+        },
+        "AccountRisk": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["profile"],
+            "properties": { "profile": { "type": ["string", "null"] } }
+        },
+        "ConfigChanged": {
+            "type": "object",
+            "description": "The change is applied and written to the configuration file; version is its new ETag.",
+            "properties": { "status": { "const": "applied" }, "version": { "type": "string" } }
+        },
         "Accepted": {
             "type": "object",
             "properties": {
@@ -368,6 +476,19 @@ fn operation(op: &Operation) -> Value {
         }
         responses.insert(status.into(), json!({ "description": why, "content": problem.clone() }));
     }
+    if edits_config(op) {
+        parameters.push(json!({
+            "name": "If-Match", "in": "header", "required": false,
+            "description": "The ETag of a GET: refused with 412 if the configuration changed since.",
+            "schema": { "type": "string" }
+        }));
+        for (status, why) in [
+            ("409", "The change conflicts with the configuration (a profile still in use)."),
+            ("412", "The configuration changed since the If-Match version."),
+        ] {
+            responses.insert(status.into(), json!({ "description": why, "content": problem.clone() }));
+        }
+    }
     let mut value = json!({
         "summary": op.summary,
         "parameters": parameters,
@@ -384,6 +505,11 @@ fn operation(op: &Operation) -> Value {
         value["requestBody"] = json!({ "required": true, "content": content(Some(body)) });
     }
     value
+}
+
+/// Whether an operation changes the configuration file (and so takes `If-Match`).
+fn edits_config(op: &Operation) -> bool {
+    op.method == "delete" || matches!(op.body, Some("Link" | "LinkChange" | "RiskLimits" | "AccountRisk"))
 }
 
 /// The document.

@@ -69,6 +69,8 @@ pub(crate) struct Reply {
     pub(crate) content_type: String,
     pub(crate) retry_after: Option<String>,
     pub(crate) www_authenticate: Option<String>,
+    pub(crate) etag: Option<String>,
+    pub(crate) location: Option<String>,
     pub(crate) body: String,
 }
 
@@ -127,6 +129,8 @@ pub(crate) async fn request(
         content_type: header("content-type").unwrap_or_default(),
         retry_after: header("retry-after"),
         www_authenticate: header("www-authenticate"),
+        etag: header("etag"),
+        location: header("location"),
         body: body.to_owned(),
     }
 }
