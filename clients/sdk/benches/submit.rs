@@ -3,8 +3,10 @@
 //!
 //! - **submit → ack**: `Client::submit` of a market order until the engine's acceptance comes
 //!   back over QUIC (the signal validated, routed, in every shard's mailbox);
-//! - **submit → 100 handed**: the same submit until the shard reports every follower's order
-//!   handed to its connector (the observer's fan-out completion, seen by a spinning thread);
+//! - **submit → 100 handed**: the same submit until the shard handed every follower's order to
+//!   its connector, by the shard's own timestamp of its last order on the engine's clock (which
+//!   the benchmark gives the engine and reads at the submit): nothing spins to watch for it, so
+//!   the watching takes no core from the engine on a 2-core machine;
 //! - beside them, the floor: `EngineHandle::submit` called in-process (what the webhook and
 //!   REST ingress call) until it returns, and until the fan-out completes.
 //!
@@ -17,13 +19,12 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Demo, DemoOptions, TRADER_TOKEN};
 use hdrhistogram::Histogram;
+use mirror_engine::clock::SystemClock;
 use mirror_engine::telemetry::FanoutDone;
 use mirror_model::{LeaderRef, OpenSignal, OrderKind, SignalAction, SignalId, TimeInForce};
 use mirror_sdk::{Client, Order, Side};
@@ -47,36 +48,15 @@ fn row(name: &str, h: &Histogram<u64>) {
     );
 }
 
-/// Fan-out completions, timestamped on arrival by a spinning thread.
-struct Arrivals {
-    seen: Arc<Mutex<HashMap<SignalId, Instant>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Arrivals {
-    fn start(receiver: flume::Receiver<FanoutDone>) -> Self {
-        let seen = Arc::new(Mutex::new(HashMap::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (map, halt) = (Arc::clone(&seen), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while !halt.load(Ordering::Relaxed) {
-                match receiver.try_recv() {
-                    Ok(done) => {
-                        map.lock().unwrap().insert(done.signal, Instant::now());
-                    }
-                    Err(_) => std::hint::spin_loop(),
-                }
-            }
-        });
-        Self { seen, stop }
-    }
-
-    async fn wait(&self, signal: SignalId) -> Instant {
-        loop {
-            if let Some(at) = self.seen.lock().unwrap().remove(&signal) {
-                return at;
-            }
-            tokio::task::yield_now().await;
+/// Waits for `signal`'s fan-out completion; when its last order was handed, engine clock.
+async fn handed(completions: &flume::Receiver<FanoutDone>, signal: SignalId) -> u64 {
+    loop {
+        let done = tokio::time::timeout(Duration::from_secs(10), completions.recv_async())
+            .await
+            .expect("the fan-out completes within 10 s")
+            .expect("the engine runs");
+        if done.signal == signal {
+            return done.done_mono_ns;
         }
     }
 }
@@ -85,22 +65,28 @@ impl Arrivals {
 async fn main() {
     let iterations: usize = std::env::var("MIRROR_BENCH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
     let (observer, completions) = flume::bounded(65_536);
-    let demo =
-        Demo::start(DemoOptions { followers: FOLLOWERS, observer: Some(observer), ..DemoOptions::default() }).await;
-    let arrivals = Arrivals::start(completions);
+    let clock = Arc::new(SystemClock::new());
+    let demo = Demo::start(DemoOptions {
+        followers: FOLLOWERS,
+        observer: Some(observer),
+        clock: Some(Arc::clone(&clock) as Arc<dyn mirror_engine::clock::Clock>),
+        ..DemoOptions::default()
+    })
+    .await;
     let client = Client::connect(demo.client_config(TRADER_TOKEN)).await.unwrap();
     let engine = demo.engine.as_ref().unwrap().handle();
-    let (mut ack, mut handed, mut direct_ack, mut direct_handed) = (histogram(), histogram(), histogram(), histogram());
+    let (mut ack, mut handed_at, mut direct_ack, mut direct_handed) =
+        (histogram(), histogram(), histogram(), histogram());
     for i in 0..WARMUP + iterations {
         let position = client.next_position_key();
         let ticket = Order::market(position, "ES", Side::Buy, "1").unwrap().into_ticket();
-        let started = Instant::now();
+        let (started, started_mono_ns) = (Instant::now(), clock.mono_ns());
         let signal = client.submit(&ticket).await.unwrap();
         let acked = started.elapsed();
-        let done = arrivals.wait(signal).await.duration_since(started);
+        let done = handed(&completions, signal).await.saturating_sub(started_mono_ns);
         if i >= WARMUP {
             ack.saturating_record(acked.as_nanos() as u64);
-            handed.saturating_record(done.as_nanos() as u64);
+            handed_at.saturating_record(done);
         }
         client.close_position(position).await.unwrap();
 
@@ -121,17 +107,17 @@ async fn main() {
         });
         let handle = engine.clone();
         let source = demo.source;
-        let started = Instant::now();
+        let (started, started_mono_ns) = (Instant::now(), clock.mono_ns());
         let (signal, acked) = tokio::task::spawn_blocking(move || {
             let signal = handle.submit(source, open, None, "bench").unwrap();
             (signal, started.elapsed())
         })
         .await
         .unwrap();
-        let done = arrivals.wait(signal).await.duration_since(started);
+        let done = handed(&completions, signal).await.saturating_sub(started_mono_ns);
         if i >= WARMUP {
             direct_ack.saturating_record(acked.as_nanos() as u64);
-            direct_handed.saturating_record(done.as_nanos() as u64);
+            direct_handed.saturating_record(done);
         }
         let close = SignalAction::Close { leader };
         let handle = engine.clone();
@@ -141,10 +127,9 @@ async fn main() {
     println!("{FOLLOWERS} followers, {iterations} orders, debug assertions {}", cfg!(debug_assertions));
     println!("{:<34} {:>8} {:>8} {:>8} {:>9}", "µs", "p50", "p99", "p99.9", "max");
     row("SDK submit → ack (QUIC)", &ack);
-    row("SDK submit → 100 orders handed", &handed);
+    row("SDK submit → 100 orders handed", &handed_at);
     row("in-process submit → return", &direct_ack);
     row("in-process submit → 100 handed", &direct_handed);
-    arrivals.stop.store(true, Ordering::Relaxed);
     client.close().await;
     demo.stop().await;
 }

@@ -73,6 +73,9 @@ pub struct DemoOptions {
     pub ticking: bool,
     /// Also send every fan-out completion here.
     pub observer: Option<flume::Sender<FanoutDone>>,
+    /// The engine's clock (default: the system clock), so that a benchmark can read the
+    /// fan-out's own timestamps against its own.
+    pub clock: Option<Arc<dyn mirror_engine::clock::Clock>>,
 }
 
 impl Default for DemoOptions {
@@ -83,6 +86,7 @@ impl Default for DemoOptions {
             limits: GatewayLimits { hello_timeout: Duration::from_millis(800), ..GatewayLimits::default() },
             ticking: false,
             observer: None,
+            clock: None,
         }
     }
 }
@@ -172,6 +176,9 @@ impl Demo {
         let telemetry =
             spawn_telemetry(names, Arc::clone(&stats), 65_536, Duration::from_secs(60), CorePlan::default());
         builder = builder.stats(stats).telemetry(telemetry.sink());
+        if let Some(clock) = options.clock {
+            builder = builder.clock(clock);
+        }
         if let Some(observer) = options.observer {
             builder = builder.observer(observer);
         }
