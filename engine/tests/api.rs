@@ -656,14 +656,14 @@ async fn links_and_risk_change_one_at_a_time_over_the_api() {
         async move { request(server, LOCAL, method, &path, &headers, body.as_bytes()).await }
     };
     let listed = admin.call("GET", "/api/v1/links", None).await;
-    let v0 = listed.etag.clone().expect("GET /api/v1/links carries the configuration's version");
+    let v0 = listed.header("etag").map(str::to_owned).expect("GET /api/v1/links carries the configuration's version");
 
     // A link added: the outsider copies the manual source at a fixed 3 contracts.
     let link = json!({"leader": "manual", "follower": "outsider", "sizing": {"mode": "fixed", "qty": 3}});
     let added = with_version(&admin, "POST", "/api/v1/links".into(), Some(link.clone()), &v0).await;
     assert_eq!(added.status, 201, "{added:?}");
-    assert_eq!(added.location.as_deref(), Some("/api/v1/links/2"), "{added:?}");
-    let v1 = added.etag.clone().unwrap();
+    assert_eq!(added.header("location"), Some("/api/v1/links/2"), "{added:?}");
+    let v1 = added.header("etag").unwrap().to_owned();
     assert_ne!(v1, v0);
     assert_eq!(added.json()["link"]["rules"]["sizing"]["mode"], "fixed", "{added:?}");
     let text = std::fs::read_to_string(&file).unwrap();
@@ -692,7 +692,7 @@ async fn links_and_risk_change_one_at_a_time_over_the_api() {
     let change = json!({"sizing": {"mode": "multiplier", "ratio": 1}, "sides": "long_only"});
     let changed = with_version(&admin, "PATCH", "/api/v1/links/1".into(), Some(change), &v1).await;
     assert_eq!(changed.status, 200, "{changed:?}");
-    let v2 = changed.etag.clone().unwrap();
+    let v2 = changed.header("etag").unwrap().to_owned();
     assert_eq!(changed.json()["link"]["rules"]["sides"], "long_only", "{changed:?}");
     trader.post("/api/v1/orders", json!({"symbol": "NQ", "side": "buy", "qty": "1"})).await;
     trader.post("/api/v1/orders", json!({"symbol": "ES", "side": "sell", "qty": "1"})).await;

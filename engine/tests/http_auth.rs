@@ -3,10 +3,12 @@
 //! set and discovery document, `GET /api/v1/whoami` with the tokens it issues, and the API
 //! closed without `[http.auth]`. Requests are plain HTTP/1.1 written over a TCP socket.
 
+#[macro_use]
+mod support;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -16,32 +18,16 @@ use mirror_engine::config::{self, Resolved};
 use mirror_engine::http::{AuthSettings, Authenticator, Principal, Role};
 use mirror_engine::secrets::{CredentialVars, Secret};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const WAIT: Duration = Duration::from_secs(15);
+use support::{LOCAL, Reply};
 
 const ADMIN_SECRET: &str = "desk-admin-secret-0123456789";
 const VIEWER_SECRET: &str = "desk-viewer-secret-0123456789";
 const ISSUER: &str = "https://mirror.desk.test";
 
-const CONFIG: &str = r#"
-[engine]
-shards = 1
-spin_iterations = 100
-pin_cores = false
-
-[sim]
-tick_ms = 0
-
-[instruments.ES]
-kind = "future"
-contract_size = 50
-tick_size = "0.25"
-lot_step = 1
-min_qty = 1
-max_qty = 200
-price = 5000
-
+const CONFIG: &str = concat!(
+    engine_sim!(),
+    es_nq!(),
+    r#"
 [[accounts]]
 name = "f1"
 platform = "sim"
@@ -52,7 +38,8 @@ balance = 100000
 listen = "127.0.0.1:0"
 rate_per_second = 1
 rate_burst = 100
-"#;
+"#
+);
 
 const AUTH: &str = r#"
 [http.auth]
@@ -91,44 +78,9 @@ async fn start_with(resolved: &Resolved) -> Running {
         .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
 async fn request(server: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let mut stream = tokio::net::TcpStream::connect(server).await.unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {server}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.expect("a response in time").unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end in {text:?}"));
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers =
-        lines.filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))).collect();
-    Reply { status, headers, body: body.to_owned() }
+    let headers: Vec<(&str, String)> = headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect();
+    support::request(server, LOCAL, method, path, &headers, body.as_bytes()).await
 }
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");

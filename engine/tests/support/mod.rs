@@ -69,12 +69,17 @@ pub(crate) struct Reply {
     pub(crate) content_type: String,
     pub(crate) retry_after: Option<String>,
     pub(crate) www_authenticate: Option<String>,
-    pub(crate) etag: Option<String>,
-    pub(crate) location: Option<String>,
+    /// Every header, as sent.
+    pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: String,
 }
 
 impl Reply {
+    /// A header's value (the first of that name, any case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
     pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
@@ -119,18 +124,15 @@ pub(crate) async fn request(
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end in {text:?}"));
     let mut lines = head.lines();
     let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned())
-        })
-    };
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))).collect();
+    let header = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     Reply {
         status,
         content_type: header("content-type").unwrap_or_default(),
         retry_after: header("retry-after"),
         www_authenticate: header("www-authenticate"),
-        etag: header("etag"),
-        location: header("location"),
         body: body.to_owned(),
+        headers,
     }
 }
