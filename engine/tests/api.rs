@@ -241,7 +241,19 @@ async fn the_rest_api_reads_state_sends_tickets_and_controls_accounts() {
     assert_eq!(recent["signals"][0]["signal"].as_u64(), Some(signal));
 
     // A ticket to named accounts, and one to a group: only those follow.
-    trader.post("/api/v1/orders", json!({"symbol": "NQ", "side": "sell", "qty": "1", "accounts": ["f1"]})).await;
+    let named =
+        trader.post("/api/v1/orders", json!({"symbol": "NQ", "side": "sell", "qty": "1", "accounts": ["f1"]})).await;
+    // Acknowledged once on disk, as a source's signal is: the journal's durable entries hold f1's order already.
+    let journal = running.journal().expect("the test runs with the journal");
+    let id = named["signal"].as_u64().unwrap();
+    let on_disk = journal.read(journal.first_position(), usize::MAX).unwrap().into_iter().any(|(_, entry)| {
+        matches!(entry, mirror_engine::journal::Entry::Shard(shard) if shard.inputs.iter().any(|input| matches!(
+            &input.input,
+            mirror_engine::journal::JournalInput::Control(mirror_engine::account::Control::CopyOpen { id: signal, .. })
+                if signal.0 == id
+        )))
+    });
+    assert!(on_disk, "the named-account ticket {id} was acknowledged before it was durable");
     eventually(&running, "NQ on f1 only", &[("f1", "NQ", -1), ("f2", "NQ", 0)]).await;
     trader.post("/api/v1/orders", json!({"symbol": "NQ", "side": "sell", "qty": "1", "group": "evals"})).await;
     eventually(&running, "NQ on f2 (group evals)", &[("f1", "NQ", -1), ("f2", "NQ", -2)]).await;

@@ -170,6 +170,12 @@ pub(super) async fn place(
         state.control(&who, ControlScope::Account(*account), control).await?;
         sent.push(state.catalog().origin_name(Origin::Account(*account)));
     }
+    // Acknowledged once on disk, as a source's signal is (with the journal on).
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || engine.confirm_controls(signal))
+        .await
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .map_err(|e| submit_problem(&e))?;
     tracing::info!(who, %signal, source = source_name, targets = sent.len(), "manual ticket sent to named followers");
     Ok(HttpResponse::Accepted().json(json!({
         "signal": signal.0,

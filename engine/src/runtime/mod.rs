@@ -832,6 +832,23 @@ impl EngineHandle {
         }
     }
 
+    /// Returns once every control sent before this call has been taken by its shard and, with
+    /// the journal on, is on disk: what a control-borne order (a manual ticket to named
+    /// accounts) waits for before it is acknowledged, as a source's signal does. `id` names the
+    /// order in the error when the disk does not confirm it in time.
+    pub fn confirm_controls(&self, id: SignalId) -> Result<(), SubmitError> {
+        let Some(journal) = &self.shared.journal else { return Ok(()) };
+        // A query is answered after everything already in the shards' mailboxes, so once it is
+        // back every earlier control is journaled (reserved): waiting for the last reserved
+        // position covers them.
+        self.accounts()?;
+        match journal.wait_durable(journal.last_reserved(), SUBMIT_DURABLE_WAIT) {
+            Ok(()) => Ok(()),
+            Err(JournalError::NotDurable { .. }) => Err(SubmitError::Unconfirmed(id)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Closes every position of one account or of all, with fresh client order ids.
     pub fn flatten(&self, scope: ControlScope) -> Result<SignalId, SubmitError> {
         let id = self.shared.ids.next();
