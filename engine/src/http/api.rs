@@ -537,7 +537,7 @@ impl State {
 async fn config_read(request: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, Problem> {
     state.authorize(&request, Route::Api, Role::Admin).await?;
     Query::read(&request, &[])?;
-    let service = state.config.clone().ok_or_else(|| Problem::not_found("no configuration service"))?;
+    let service = state.config_service()?;
     let text = tokio::task::spawn_blocking(move || service.read())
         .await
         .map_err(|e| Problem::internal(e.to_string()))?
@@ -554,7 +554,7 @@ async fn config_apply(
 ) -> Result<HttpResponse, Problem> {
     let principal = state.authorize(&request, Route::Api, Role::Admin).await?;
     Query::read(&request, &[])?;
-    let service = state.config.clone().ok_or_else(|| Problem::not_found("no configuration service"))?;
+    let service = state.config_service()?;
     let body = state.body(payload).await?;
     let text = String::from_utf8(body.to_vec()).map_err(|_| Problem::malformed("the configuration is not UTF-8"))?;
     let who = format!("api:{}", principal.subject);

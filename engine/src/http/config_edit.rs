@@ -12,7 +12,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ETAG, IF_MATCH};
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use toml_edit::{DocumentMut, InlineTable, Item, Table};
 
 use super::Role;
@@ -43,14 +43,6 @@ pub(super) fn routes(config: &mut web::ServiceConfig) {
                 .route(web::delete().to(profile_remove))
                 .default_service(web::to(super::method_not_allowed)),
         );
-}
-
-fn object(body: &[u8]) -> Result<Map<String, Value>, Problem> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| Problem::malformed(format!("malformed JSON: {e}")))?;
-    match value {
-        Value::Object(map) => Ok(map),
-        other => Err(Problem::malformed(format!("expected a JSON object, got {}", fields::kind_of(&other)))),
-    }
 }
 
 /// A JSON value as a TOML value; `at` names it in errors. TOML has no null.
@@ -134,7 +126,7 @@ fn etag(version: &str) -> (actix_web::http::header::HeaderName, String) {
 }
 
 impl State {
-    fn config_service(&self) -> Result<std::sync::Arc<dyn ConfigService>, Problem> {
+    pub(super) fn config_service(&self) -> Result<std::sync::Arc<dyn ConfigService>, Problem> {
         self.config.clone().ok_or_else(|| Problem::not_found("no configuration service"))
     }
 
@@ -226,7 +218,7 @@ pub(super) async fn link_add(
 ) -> Result<HttpResponse, Problem> {
     let principal = state.authorize(&request, Route::Api, Role::Admin).await?;
     Query::read(&request, &[])?;
-    let body = object(&state.body(payload).await?)?;
+    let body = fields::json_object(&state.body(payload).await?)?;
     let mut entry = Table::new();
     let mut names = Vec::new();
     for key in LINK_IDENTITY {
@@ -277,7 +269,7 @@ async fn link_change(
     let principal = state.authorize(&request, Route::Api, Role::Admin).await?;
     Query::read(&request, &[])?;
     let (index, link) = state.link_at(request.match_info().get("link").unwrap_or_default())?;
-    let body = object(&state.body(payload).await?)?;
+    let body = fields::json_object(&state.body(payload).await?)?;
     let mut changes: Vec<(String, Option<toml_edit::Value>)> = Vec::new();
     for (key, value) in &body {
         if LINK_IDENTITY.contains(&key.as_str()) {
@@ -389,7 +381,7 @@ async fn profile_set(
     let principal = state.authorize(&request, Route::Api, Role::Admin).await?;
     Query::read(&request, &[])?;
     let name = profile_name(&request)?;
-    let body = object(&state.body(payload).await?)?;
+    let body = fields::json_object(&state.body(payload).await?)?;
     let mut limits = Table::new();
     for (key, value) in &body {
         limits.insert(key, Item::Value(toml_value(value, key)?));
@@ -478,7 +470,7 @@ pub(super) async fn account_risk(
     let principal = state.authorize(&request, Route::Api, Role::Admin).await?;
     Query::read(&request, &[])?;
     let account = state.find_account(request.match_info().get("account").unwrap_or_default())?;
-    let body = object(&state.body(payload).await?)?;
+    let body = fields::json_object(&state.body(payload).await?)?;
     if let Some(key) = body.keys().find(|k| *k != "profile") {
         return Err(Problem::invalid(format!("{key}: unknown field; expected `profile`")));
     }
@@ -543,7 +535,8 @@ mod tests {
 
     #[test]
     fn json_becomes_toml_and_null_is_named() {
-        let value: Value = serde_json::from_str(r#"{"mode":"multiplier","ratio":0.5,"n":[1,"x",true]}"#).unwrap();
+        // Keys in sorted order: serde_json keeps either that or the text's (`preserve_order`).
+        let value: Value = serde_json::from_str(r#"{"mode":"multiplier","n":[1,"x",true],"ratio":0.5}"#).unwrap();
         let toml = toml_value(&value, "sizing").unwrap();
         assert_eq!(toml.to_string(), r#"{ mode = "multiplier", n = [1, "x", true], ratio = 0.5 }"#);
         let error = toml_value(&json!({ "a": [1, null] }), "symbol_map").unwrap_err();

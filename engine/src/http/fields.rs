@@ -2,9 +2,19 @@
 //! refusal naming the field, what was expected and what came.
 
 use mirror_model::{Price, Qty, Symbol};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::problem::Problem;
+
+/// A body that must be one JSON object: malformed JSON and any other JSON value are refused
+/// (400), saying which.
+pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, Problem> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(Problem::malformed(format!("expected a JSON object, got {}", kind_of(&other)))),
+        Err(e) => Err(Problem::malformed(format!("malformed JSON: {e}"))),
+    }
+}
 
 /// What a JSON value is, for messages.
 pub(crate) fn kind_of(value: &Value) -> &'static str {

@@ -165,10 +165,7 @@ const FIELDS: &[&str] = &[
 
 /// Reads a signal body; the order and its note.
 pub(crate) fn parse(body: &[u8], allowed: &[Symbol]) -> Result<(Order, String), Problem> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| Problem::malformed(format!("malformed JSON: {e}")))?;
-    let Value::Object(map) = value else {
-        return Err(Problem::malformed(format!("expected a JSON object, got {}", fields::kind_of(&value))));
-    };
+    let map = fields::json_object(body)?;
     if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(Problem::invalid(format!("{unknown}: unknown field; expected one of {}", FIELDS.join(", "))));
     }

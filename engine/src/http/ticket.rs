@@ -53,14 +53,6 @@ const TICKET_FIELDS: [&str; 14] = [
     "risk_percent",
 ];
 
-fn object(body: &[u8]) -> Result<Map<String, Value>, Problem> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| Problem::malformed(format!("malformed JSON: {e}")))?;
-    match value {
-        Value::Object(map) => Ok(map),
-        other => Err(Problem::malformed(format!("expected a JSON object, got {}", fields::kind_of(&other)))),
-    }
-}
-
 impl State {
     fn source_named(&self, name: &str) -> Result<CatalogSource, Problem> {
         let catalog = self.catalog();
@@ -104,7 +96,7 @@ pub(super) async fn place(
 ) -> Result<HttpResponse, Problem> {
     let principal = state.authorize(&request, Route::Api, Role::Trader).await?;
     let body = state.body(payload).await?;
-    let map = object(&body)?;
+    let map = fields::json_object(&body)?;
     if let Some(unknown) = map.keys().find(|k| !TICKET_FIELDS.contains(&k.as_str())) {
         return Err(Problem::invalid(format!(
             "{unknown}: unknown field; expected one of {}",

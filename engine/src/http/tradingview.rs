@@ -40,11 +40,7 @@ pub(crate) fn read(body: &[u8]) -> Result<Alert, Problem> {
         return Err(Problem::malformed("the body is empty; expected an alert as JSON or text such as `buy ES 2`"));
     }
     if trimmed.starts_with('{') {
-        match serde_json::from_str::<Value>(trimmed) {
-            Ok(Value::Object(map)) => Ok(Alert::Json(map)),
-            Ok(other) => Err(Problem::malformed(format!("expected a JSON object, got {}", fields::kind_of(&other)))),
-            Err(e) => Err(Problem::malformed(format!("malformed JSON: {e}"))),
-        }
+        fields::json_object(trimmed.as_bytes()).map(Alert::Json)
     } else {
         Ok(Alert::Text(trimmed.to_owned()))
     }

@@ -67,10 +67,7 @@ pub(crate) struct Event {
 
 /// Reads and checks a batch; `allowed` are the source's symbols.
 pub(crate) fn read(body: &[u8], allowed: &[Symbol]) -> Result<Batch, Problem> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| Problem::malformed(format!("malformed JSON: {e}")))?;
-    let Value::Object(map) = value else {
-        return Err(Problem::malformed(format!("expected a JSON object, got {}", fields::kind_of(&value))));
-    };
+    let map = fields::json_object(body)?;
     if let Some(unknown) = map.keys().find(|k| !BATCH_FIELDS.contains(&k.as_str())) {
         return Err(Problem::invalid(format!("{unknown}: unknown field; expected {}", BATCH_FIELDS.join(", "))));
     }
