@@ -98,9 +98,13 @@ fn config_text(dir: &Path, links_extra: &str) -> String {
 }
 
 async fn start_mirror(dir: &Path) -> Running {
+    start_mirror_from(dir, &config_text(dir, "")).await
+}
+
+async fn start_mirror_from(dir: &Path, text: &str) -> Running {
     // From a file, as `run` reads it: `PUT /api/v1/config` writes the applied text back to it.
     let file = dir.join("api.toml");
-    std::fs::write(&file, config_text(dir, "")).unwrap();
+    std::fs::write(&file, text).unwrap();
     let resolved = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
     let vars = SECRETS.iter().fold(CredentialVars::new(), |vars, (_, var, secret)| vars.with(var, secret));
     start(&resolved, StartOptions { credential_vars: Some(vars), ..StartOptions::default() })
@@ -556,6 +560,55 @@ async fn the_stream_sends_a_snapshot_then_filtered_events() {
         }
     }
     assert_eq!(fill.unwrap()["qty"], "1");
+    tokio::time::timeout(WAIT, stream.close(None)).await.expect("closed in time").unwrap();
+    tokio::time::timeout(WAIT, running.stop()).await.expect("Mirror stopped in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_carries_every_signal_taken_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // A queue that does not overflow here: signals are events only, a lagged snapshot has none.
+    let text = config_text(dir.path(), "").replace("stream_queue = 4", "stream_queue = 1024");
+    let running = start_mirror_from(dir.path(), &text).await;
+    let server = running.http_addr().unwrap();
+    let viewer = token(server, "viewer").await;
+    let trader = Api { server, token: token(server, "trader").await };
+    let mut stream = ws_connect(server, "?topics=signals", Some(&viewer)).await.unwrap();
+    assert_eq!(next_json(&mut stream).await["type"], "snapshot");
+
+    // One taken, one the engine refuses (its stop loss above a buy's entry): both are events.
+    let taken =
+        trader.post("/api/v1/orders", json!({"symbol": "ES", "side": "buy", "qty": "2", "note": "desk open"})).await;
+    let taken = taken["signal"].as_u64().unwrap();
+    let wrong = json!({"symbol": "ES", "side": "buy", "qty": "1", "stop_loss": "5100", "reference_price": "5000"});
+    assert!(trader.call("POST", "/api/v1/orders", Some(wrong)).await.problem(422).contains("wrong side"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (mut accepted, mut refused) = (None, None);
+    while accepted.is_none() || refused.is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "signal events: taken {accepted:?}, refused {refused:?}");
+        let message = next_json(&mut stream).await;
+        assert_ne!(message["type"], "snapshot", "the stream restarted: {message}");
+        for event in message["events"].as_array().into_iter().flatten() {
+            assert_eq!(event["topic"], "signals", "{event}");
+            match event["data"]["status"].as_str() {
+                Some("accepted") => accepted = Some(event["data"].clone()),
+                Some("refused") => refused = Some(event["data"].clone()),
+                other => panic!("status {other:?}: {event}"),
+            }
+        }
+    }
+    let (accepted, refused) = (accepted.unwrap(), refused.unwrap());
+    let manual = u64::from(mirror_model::SourceId::from_name("manual").0);
+    assert_eq!(accepted["signal"].as_u64(), Some(taken), "{accepted}");
+    assert_eq!(accepted["origin"], json!({"kind": "source", "id": manual}), "{accepted}");
+    assert_eq!(
+        (&accepted["action"], &accepted["symbol"], &accepted["side"], &accepted["qty"], &accepted["note"]),
+        (&json!("open"), &json!("ES"), &json!("buy"), &json!("2"), &json!("ticket:desk-trader: desk open")),
+        "{accepted}"
+    );
+    assert!(accepted["reason"].is_null(), "{accepted}");
+    assert_eq!((&refused["action"], &refused["symbol"]), (&json!("open"), &json!("ES")), "{refused}");
+    assert!(refused["reason"].as_str().unwrap().contains("wrong side of the entry"), "{refused}");
     tokio::time::timeout(WAIT, stream.close(None)).await.expect("closed in time").unwrap();
     tokio::time::timeout(WAIT, running.stop()).await.expect("Mirror stopped in time");
 }

@@ -185,7 +185,7 @@ impl LiveFold {
                 });
                 self.lines += 1;
             }
-            DeltaEvent::Position(_) | DeltaEvent::Latency(_) | DeltaEvent::Quote(_) => {}
+            DeltaEvent::Position(_) | DeltaEvent::Latency(_) | DeltaEvent::Quote(_) | DeltaEvent::Signal(_) => {}
         }
     }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use mirror_sdk::{
     AccountState, CopyState, CopyStatus, DeltaEvent, FillState, LatencyStats, LogLine, OrderState, OrderStatus,
-    PositionState, Quote, Snapshot, SnapshotReason, StateUpdate,
+    PositionState, Quote, SignalState, Snapshot, SnapshotReason, StateUpdate,
 };
 
 use crate::engine_config::{EngineFacts, Limits};
@@ -224,6 +224,10 @@ pub struct SignalCopy {
     pub first_seen_unix_ms: i64,
     /// Latest state and detail per follower.
     pub followers: BTreeMap<u32, (CopyState, String)>,
+    /// What the signal asked (`open buy 2 ES`), once its own event came.
+    pub what: Option<String>,
+    /// Why the engine refused it (then no follower saw it).
+    pub refused: Option<String>,
 }
 
 /// Followers by outcome.
@@ -424,6 +428,7 @@ impl Model {
             DeltaEvent::Quote(quote) => {
                 self.quotes.insert((quote.account, quote.symbol.clone()), quote.clone());
             }
+            DeltaEvent::Signal(state) => self.apply_signal(now_unix_ms, state),
         }
     }
 
@@ -500,15 +505,19 @@ impl Model {
         }
     }
 
-    fn apply_copy(&mut self, now_unix_ms: i64, copy: &CopyStatus) {
-        if let Some(row) = self.accounts.get_mut(&copy.account) {
-            row.last_copy = Some(copy.clone());
-        }
-        if !self.signals.contains_key(&copy.signal) {
-            self.signal_order.push_back(copy.signal);
+    /// The signal's entry, made (and the oldest forgotten) when it is new.
+    fn signal_entry(&mut self, now_unix_ms: i64, id: u64) -> Option<&mut SignalCopy> {
+        if !self.signals.contains_key(&id) {
+            self.signal_order.push_back(id);
             self.signals.insert(
-                copy.signal,
-                SignalCopy { signal: copy.signal, first_seen_unix_ms: now_unix_ms, followers: BTreeMap::new() },
+                id,
+                SignalCopy {
+                    signal: id,
+                    first_seen_unix_ms: now_unix_ms,
+                    followers: BTreeMap::new(),
+                    what: None,
+                    refused: None,
+                },
             );
             while self.signal_order.len() > SIGNALS_KEPT {
                 if let Some(oldest) = self.signal_order.pop_front() {
@@ -516,8 +525,23 @@ impl Model {
                 }
             }
         }
-        if let Some(signal) = self.signals.get_mut(&copy.signal) {
+        self.signals.get_mut(&id)
+    }
+
+    fn apply_copy(&mut self, now_unix_ms: i64, copy: &CopyStatus) {
+        if let Some(row) = self.accounts.get_mut(&copy.account) {
+            row.last_copy = Some(copy.clone());
+        }
+        if let Some(signal) = self.signal_entry(now_unix_ms, copy.signal) {
             signal.followers.insert(copy.account, (copy.state, copy.detail.clone()));
+        }
+    }
+
+    fn apply_signal(&mut self, now_unix_ms: i64, state: &SignalState) {
+        let what = signal_summary(state);
+        if let Some(signal) = self.signal_entry(now_unix_ms, state.signal) {
+            signal.what = Some(what);
+            signal.refused = (!state.refused.is_empty()).then(|| state.refused.clone());
         }
     }
 
@@ -578,6 +602,23 @@ impl Model {
     pub fn pending_fills(&self) -> usize {
         self.pending_fills.len()
     }
+}
+
+/// What a signal asked, in a few words: `open buy 2 ES`, `close #1795…`, `close_all ES`.
+fn signal_summary(state: &SignalState) -> String {
+    let mut words = vec![state.action.clone()];
+    if let Some(side) = state.side {
+        words.push(if side == mirror_sdk::Side::Buy { "buy" } else { "sell" }.to_owned());
+    }
+    if state.qty != 0 {
+        words.push(format::qty(state.qty));
+    }
+    if !state.symbol.is_empty() {
+        words.push(state.symbol.clone());
+    } else if state.position != 0 {
+        words.push(format!("#{}", state.position));
+    }
+    words.join(" ")
 }
 
 #[cfg(test)]
@@ -771,6 +812,49 @@ mod tests {
         assert_eq!(model.signal_order.len(), SIGNALS_KEPT);
         assert!(!model.signals.contains_key(&100), "the oldest went first");
         assert_eq!(model.signals_newest_first().next().map(|s| s.signal), Some(1_000 + SIGNALS_KEPT as u64 + 9));
+    }
+
+    fn signal_event(
+        signal: u64,
+        action: &str,
+        side: Option<Side>,
+        qty: &str,
+        symbol: &str,
+        refused: &str,
+    ) -> DeltaEvent {
+        DeltaEvent::Signal(SignalState {
+            signal,
+            leader_account: 0,
+            source: 7,
+            action: action.into(),
+            symbol: symbol.into(),
+            side,
+            qty: if qty.is_empty() { 0 } else { mirror_model::Qty::parse(qty).unwrap().raw() },
+            position: 42,
+            note: String::new(),
+            created_unix_ms: T0,
+            mono_ns: 1,
+            refused: refused.into(),
+        })
+    }
+
+    #[test]
+    fn a_signals_own_event_says_what_it_asked_or_why_it_was_refused() {
+        let mut model = Model::new();
+        model.apply(T0, &snapshot(1, SnapshotReason::Initial, vec![account(1, "1")]));
+        let events = vec![
+            signal_event(200, "open", Some(Side::Buy), "2", "ES", ""),
+            copy(1, 200, CopyState::Copied, "m200.1.0"),
+            signal_event(201, "close", None, "", "", ""),
+            signal_event(202, "open", Some(Side::Sell), "0.5", "XAUUSD", "stop_loss 2300 is on the wrong side"),
+        ];
+        model.apply(T0, &deltas(2, events));
+        assert_eq!(model.signals[&200].what.as_deref(), Some("open buy 2 ES"));
+        assert_eq!(model.signals[&200].counts().working, 1, "its copies fold in as before");
+        assert_eq!(model.signals[&201].what.as_deref(), Some("close #42"));
+        assert_eq!(model.signals[&202].what.as_deref(), Some("open sell 0.5 XAUUSD"));
+        assert_eq!(model.signals[&202].refused.as_deref(), Some("stop_loss 2300 is on the wrong side"));
+        assert!(model.signals[&202].followers.is_empty(), "a refused signal reached no follower");
     }
 
     #[test]

@@ -224,7 +224,7 @@ fn copy_colour(state: CopyState) -> Color32 {
 fn signals(app: &mut ManagerApp, ui: &mut Ui) {
     let model = &app.model;
     if model.signals.is_empty() {
-        ui.label(RichText::new("No copy status yet.").color(palette::DIM));
+        ui.label(RichText::new("No signal yet.").color(palette::DIM));
         return;
     }
     let kept: Vec<_> = model.signals_newest_first().collect();
@@ -234,9 +234,10 @@ fn signals(app: &mut ManagerApp, ui: &mut Ui) {
         .striped(true)
         .max_scroll_height(150.0)
         .column(Column::exact(150.0))
+        .column(Column::initial(180.0).clip(true))
         .columns(Column::exact(56.0), 4)
         .header(ROW_HEIGHT, |mut header| {
-            for title in ["Signal", "Filled", "Working", "Skipped", "Failed"] {
+            for title in ["Signal", "What", "Filled", "Working", "Skipped", "Failed"] {
                 header.col(|ui| {
                     ui.strong(title);
                 });
@@ -250,6 +251,18 @@ fn signals(app: &mut ManagerApp, ui: &mut Ui) {
                     let selected = app.selected_signal == Some(signal.signal);
                     if ui.selectable_label(selected, signal.signal.to_string()).clicked() {
                         clicked = Some(signal.signal);
+                    }
+                });
+                row.col(|ui| match (&signal.refused, &signal.what) {
+                    (Some(reason), what) => {
+                        let text = format!("{} refused: {reason}", what.as_deref().unwrap_or_default());
+                        ui.add(egui::Label::new(RichText::new(text.trim_start()).color(palette::RED)).truncate());
+                    }
+                    (None, Some(what)) => {
+                        ui.add(egui::Label::new(what.as_str()).truncate());
+                    }
+                    (None, None) => {
+                        ui.label(RichText::new("-").color(palette::DIM));
                     }
                 });
                 for (n, colour) in [

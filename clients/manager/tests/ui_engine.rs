@@ -269,6 +269,8 @@ fn a_manual_ticket_is_confirmed_and_the_followers_hold_it_and_the_table_shows_it
     wait_until(&mut harness, "the signal's copy status", |h| {
         h.state().model.signals.values().any(|s| s.counts().filled == 3)
     });
+    // The signal's own event says what it asked, in the signals table.
+    wait_until(&mut harness, "the signal's own event in the table", |h| h.query_by_label("open sell 1 ES").is_some());
 
     // The kill switch says what it will do, then pauses and flattens everything.
     harness.get_by_label("Kill switch").click();

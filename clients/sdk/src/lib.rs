@@ -47,8 +47,8 @@ pub use mirror_wire::FrameError;
 pub use mirror_wire::proto::{
     AccountState, CopyState, CopyStatus, Delta, DeltaEvent, Deltas, ErrorCode, ErrorReply, FillState, FollowerPair,
     LatencyStats, LegReport, LegStatus, LogLevel, LogLine, OrderState, OrderStatus, OrderTicket, PairOutcome,
-    PairPolicy, PairTicket, PositionState, Quote, Request, Resolution, Response, ResumeFrom, Role, Snapshot,
-    SnapshotReason, StateFrame, Welcome, topics,
+    PairPolicy, PairTicket, PositionState, Quote, Request, Resolution, Response, ResumeFrom, Role, SignalState,
+    Snapshot, SnapshotReason, StateFrame, Welcome, topics,
 };
 pub use mirror_wire::proto::{OrderType, Side, Tif};
 pub use order::Order;

@@ -25,11 +25,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mirror_model::{AccountId, ClientOrderId, Position, PositionChange};
+use mirror_model::{AccountId, ClientOrderId, Origin, Position, PositionChange, SignalAction};
 use mirror_wire::proto::{
     AccountState, CopyState, CopyStatus, Delta, DeltaEvent, Deltas, FillState, LatencyStats, LogLevel, LogLine,
-    OrderState, OrderStatus, Percentiles, PositionState, Quote, ResumeFrom, Snapshot, SnapshotReason, StateFrame,
-    Subscribe, stream_code, topics,
+    OrderState, OrderStatus, Percentiles, PositionState, Quote, ResumeFrom, SignalState, Snapshot, SnapshotReason,
+    StateFrame, Subscribe, stream_code, topics,
 };
 use rustc_hash::FxHashMap;
 use tokio::sync::{oneshot, watch};
@@ -38,7 +38,7 @@ use super::io::write_frame;
 use super::{Context, GatewayLimits};
 use crate::account::AuditEvent;
 use crate::runtime::{AccountView, EngineHandle};
-use crate::telemetry::{AuditRecord, LatencySummary};
+use crate::telemetry::{AuditRecord, LatencySummary, SignalSeen};
 
 /// A batch of numbered deltas, contiguous, shared by every subscriber.
 pub(crate) type Batch = Arc<Vec<Delta>>;
@@ -217,7 +217,8 @@ impl Replica {
             DeltaEvent::Quote(quote) => {
                 self.quotes.insert((quote.account, quote.symbol.clone()), quote.clone());
             }
-            DeltaEvent::Log(_) => {}
+            // Events only: a snapshot carries what became of signals (copies), not the signals.
+            DeltaEvent::Log(_) | DeltaEvent::Signal(_) => {}
         }
     }
 
@@ -557,6 +558,35 @@ impl Hub {
     }
 }
 
+/// A signal taken or refused, as the state streams carry it.
+fn signal_state(seen: &SignalSeen) -> SignalState {
+    let signal = &seen.signal;
+    let (leader_account, source) = match signal.origin {
+        Origin::Account(account) => (account.0, 0),
+        Origin::Source(source) => (0, source.0),
+    };
+    let (symbol, side, qty) = match &signal.action {
+        SignalAction::Open(open) => (open.symbol.as_str().to_owned(), Some(open.side.into()), open.qty.raw()),
+        SignalAction::PartialClose { closed_qty, .. } => (String::new(), None, closed_qty.raw()),
+        SignalAction::CloseAll { symbol } => (symbol.map(|s| s.as_str().to_owned()).unwrap_or_default(), None, 0),
+        _ => (String::new(), None, 0),
+    };
+    SignalState {
+        signal: signal.id.0,
+        leader_account,
+        source,
+        action: signal.action.name().to_owned(),
+        symbol,
+        side,
+        qty,
+        position: signal.action.leader().map_or(0, |leader| leader.0),
+        note: signal.note.clone(),
+        created_unix_ms: signal.created_unix_ms,
+        mono_ns: seen.mono_ns,
+        refused: seen.refused.clone().unwrap_or_default(),
+    }
+}
+
 /// The engine's counters and fan-out latency now.
 pub(crate) fn latency_stats(engine: &EngineHandle, feed: Option<&crate::telemetry::AuditFeed>) -> LatencyStats {
     let stats = engine.stats();
@@ -598,6 +628,7 @@ pub(crate) fn spawn_hub(
 async fn run_hub(mut hub: Hub, inbox: flume::Receiver<HubRequest>, mut shutdown: watch::Receiver<bool>) {
     let feed = hub.engine.audit_feed();
     let audits = feed.as_ref().map(|feed| feed.subscribe(hub.limits.audit_queue));
+    let signals = feed.as_ref().map(|feed| feed.subscribe_signals(hub.limits.audit_queue));
     if audits.is_none() {
         tracing::warn!("gateway: the engine has no telemetry; state streams carry account polls only");
     }
@@ -620,6 +651,15 @@ async fn run_hub(mut hub: Hub, inbox: flume::Receiver<HubRequest>, mut shutdown:
                 Ok(request) => hub.register(request),
                 Err(_) => return,
             },
+            // Before the audits: a signal's own event comes before what its followers did.
+            seen = async { signals.as_ref()?.recv().await }, if signals.is_some() => {
+                let Some(seen) = seen else { return };
+                let lost = signals.as_ref().map_or(0, |s| s.take_lost());
+                if lost > 0 {
+                    tracing::warn!(lost, "gateway: signal events lost (the hub fell behind); their copies still come");
+                }
+                hub.commit(vec![DeltaEvent::Signal(signal_state(&seen))]);
+            }
             batch = async { audits.as_ref()?.recv().await }, if audits.is_some() => {
                 let Some(batch) = batch else { return };
                 let lost = audits.as_ref().map_or(0, |a| a.take_lost());
@@ -803,6 +843,37 @@ async fn start_frames(
 mod tests {
     use super::*;
     use crate::runtime::{Engine, EngineBuilder, RuntimeSettings};
+
+    #[test]
+    fn a_signal_is_carried_with_its_origin_action_and_refusal() {
+        let leader = mirror_model::Signal {
+            id: mirror_model::SignalId(9),
+            origin: Origin::Account(AccountId(5)),
+            created_unix_ms: 1_000,
+            accepted_mono_ns: 0,
+            leader_balance: None,
+            leader_equity: None,
+            action: SignalAction::PartialClose {
+                leader: mirror_model::LeaderRef(77),
+                closed_qty: mirror_model::Qty::parse("0.5").unwrap(),
+                qty_before: mirror_model::Qty::parse("2").unwrap(),
+            },
+            note: "scale out".into(),
+        };
+        let state = signal_state(&SignalSeen { signal: leader.clone(), mono_ns: 3, refused: None });
+        assert_eq!((state.leader_account, state.source), (5, 0));
+        assert_eq!((state.action.as_str(), state.qty, state.position), ("partial_close", 50_000_000, 77));
+        assert_eq!((state.symbol.as_str(), state.side, state.refused.as_str()), ("", None, ""));
+        let from_source = mirror_model::Signal {
+            origin: Origin::Source(mirror_model::SourceId(8)),
+            action: SignalAction::CloseAll { symbol: Some(mirror_model::Symbol::new("ES").unwrap()) },
+            ..leader
+        };
+        let state =
+            signal_state(&SignalSeen { signal: from_source, mono_ns: 4, refused: Some("journal failed".into()) });
+        assert_eq!((state.leader_account, state.source, state.symbol.as_str()), (0, 8, "ES"));
+        assert_eq!((state.action.as_str(), state.refused.as_str()), ("close_all", "journal failed"));
+    }
 
     fn hub(subscriber_queue: usize, resume_window: usize) -> (Hub, Engine) {
         let settings =

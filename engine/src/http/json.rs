@@ -6,7 +6,7 @@
 use mirror_model::{Price, Qty};
 use mirror_wire::proto::{
     AccountState, CopyState, CopyStatus, Delta, DeltaEvent, FillState, LatencyStats, LogLevel, LogLine, OrderState,
-    OrderStatus, Percentiles, PositionState, Quote, Side, Snapshot, SnapshotReason,
+    OrderStatus, Percentiles, PositionState, Quote, Side, SignalState, Snapshot, SnapshotReason,
 };
 use serde_json::{Value, json};
 
@@ -168,6 +168,29 @@ pub(crate) fn quote(quote: &Quote) -> Value {
     })
 }
 
+/// A signal taken or refused: `status` `accepted` (fanned out) or `refused` with the engine's
+/// `reason`.
+pub(crate) fn signal(state: &SignalState) -> Value {
+    let origin = if state.leader_account != 0 {
+        json!({ "kind": "account", "id": state.leader_account })
+    } else {
+        json!({ "kind": "source", "id": state.source })
+    };
+    json!({
+        "signal": state.signal,
+        "origin": origin,
+        "action": state.action,
+        "symbol": (!state.symbol.is_empty()).then_some(state.symbol.as_str()),
+        "side": state.side.map(side),
+        "qty": (state.qty != 0).then(|| decimal(state.qty)),
+        "position": (state.position != 0).then_some(state.position),
+        "note": state.note,
+        "created_unix_ms": state.created_unix_ms,
+        "status": if state.refused.is_empty() { "accepted" } else { "refused" },
+        "reason": (!state.refused.is_empty()).then_some(state.refused.as_str()),
+    })
+}
+
 /// The topic's name, as the stream's `topics` filter spells it.
 pub(crate) fn topic(event: &DeltaEvent) -> &'static str {
     match event {
@@ -179,6 +202,7 @@ pub(crate) fn topic(event: &DeltaEvent) -> &'static str {
         DeltaEvent::Log(_) => "logs",
         DeltaEvent::Latency(_) => "latency",
         DeltaEvent::Quote(_) => "quotes",
+        DeltaEvent::Signal(_) => "signals",
     }
 }
 
@@ -193,6 +217,7 @@ pub(crate) fn delta(delta: &Delta) -> Value {
         DeltaEvent::Log(line) => log(line),
         DeltaEvent::Latency(stats) => latency(stats),
         DeltaEvent::Quote(state) => quote(state),
+        DeltaEvent::Signal(state) => signal(state),
     };
     json!({ "seq": delta.seq, "topic": topic(&delta.event), "data": data })
 }

@@ -288,7 +288,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         role: Some("viewer"),
         summary: "Live events over a WebSocket: a snapshot, then numbered events.",
         query: &[
-            ("topics", "Comma-separated: accounts,positions,orders,fills,copies,logs,latency,quotes."),
+            ("topics", "Comma-separated: accounts,positions,orders,fills,copies,logs,latency,quotes,signals."),
             ACCOUNT_Q,
             SIGNAL_Q,
             ("level", "Logs at least this severe: debug, info, warn."),

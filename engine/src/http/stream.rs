@@ -1,6 +1,6 @@
 //! `GET /api/v1/stream`: live events over a WebSocket.
 //!
-//! Query: `topics=accounts,positions,orders,fills,copies,logs,latency,quotes` (default all),
+//! Query: `topics=accounts,positions,orders,fills,copies,logs,latency,quotes,signals` (default all),
 //! `account=<id or name>`, `signal=<id>` (events that carry a signal: orders, fills, copies,
 //! logs), `level=debug|info|warn` (logs at least this severe), and `access_token=<JWT>` for
 //! clients that cannot set an `Authorization` header (browsers' WebSocket API).
@@ -37,7 +37,7 @@ const CLIENT_FRAME_MAX: usize = 4 * 1024;
 /// Events per `events` message at most.
 const EVENTS_PER_MESSAGE: usize = 2_048;
 
-const TOPICS: [(&str, u32); 8] = [
+const TOPICS: [(&str, u32); 9] = [
     ("accounts", topics::ACCOUNTS),
     ("positions", topics::POSITIONS),
     ("orders", topics::ORDERS),
@@ -46,6 +46,7 @@ const TOPICS: [(&str, u32); 8] = [
     ("logs", topics::LOGS),
     ("latency", topics::LATENCY),
     ("quotes", topics::QUOTES),
+    ("signals", topics::SIGNALS),
 ];
 
 /// What a subscriber asked for.
@@ -108,6 +109,8 @@ impl Filter {
             }
             DeltaEvent::Latency(_) => (None, None),
             DeltaEvent::Quote(q) => (Some(q.account), None),
+            // A leader account's signal is that account's; a source's belongs to no account.
+            DeltaEvent::Signal(s) => ((s.leader_account != 0).then_some(s.leader_account), Some(s.signal)),
         };
         self.account.is_none_or(|want| account.is_none_or(|a| a == want))
             && self.signal.is_none_or(|want| signal.is_none_or(|s| s == want))

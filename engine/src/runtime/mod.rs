@@ -22,7 +22,7 @@ use crate::journal::{AdminAction, AdminRecord, Journal, JournalError, Recovery};
 use crate::market::QuoteBoard;
 use crate::router::{CopyMap, LinkSpec, MapError, Target};
 use crate::telemetry::{
-    AuditFeed, Counter, FanoutDone, OUTSIDE_SLOT, Stats, StatsSnapshot, TelemetryMsg, TelemetrySink,
+    AuditFeed, Counter, FanoutDone, OUTSIDE_SLOT, SignalSeen, Stats, StatsSnapshot, TelemetryMsg, TelemetrySink,
 };
 pub use restore::{ReplayStats, Verification, replay_journal};
 use shard::Shard;
@@ -292,9 +292,19 @@ impl Shared {
         }
     }
 
-    fn refuse(&self, slot: usize, signal: SignalId, reason: String) {
+    fn refuse(&self, slot: usize, signal: &Signal, reason: String) {
         self.stats.add(slot, Counter::SignalsRefused, 1);
-        self.send_telemetry(slot, TelemetryMsg::Refused { signal, reason });
+        self.publish_signal(slot, signal, Some(reason.clone()));
+        self.send_telemetry(slot, TelemetryMsg::Refused { signal: signal.id, reason });
+    }
+
+    /// Tells the feed's signal subscribers about `signal`, if there are any (otherwise the
+    /// signal is not even copied).
+    fn publish_signal(&self, slot: usize, signal: &Signal, refused: Option<String>) {
+        if self.telemetry.as_ref().is_some_and(|t| t.feed.wants_signals()) {
+            let seen = SignalSeen { signal: signal.clone(), mono_ns: self.clock.now().mono_ns, refused };
+            self.send_telemetry(slot, TelemetryMsg::Signal(Box::new(seen)));
+        }
     }
 
     /// The Unix millisecond at which the trading day after `unix_ms` starts.
@@ -333,6 +343,7 @@ impl Shared {
                 }
             }
         }
+        self.publish_signal(slot, &signal, None);
         Ok(Routed { messages, shared: archived, parts })
     }
 }
@@ -702,11 +713,11 @@ impl EngineHandle {
             note: note.to_owned(),
         };
         if let Err(error) = self.check(&signal) {
-            self.shared.refuse(OUTSIDE_SLOT, id, error.to_string());
+            self.shared.refuse(OUTSIDE_SLOT, &signal, error.to_string());
             return Err(error);
         }
         if let Some(error) = self.shared.journal.as_ref().and_then(Journal::failure) {
-            self.shared.refuse(OUTSIDE_SLOT, id, error.to_string());
+            self.shared.refuse(OUTSIDE_SLOT, &signal, error.to_string());
             return Err(error.into());
         }
         let routed = self.shared.route(OUTSIDE_SLOT, signal)?;

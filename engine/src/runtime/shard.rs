@@ -246,7 +246,7 @@ impl Shard {
         let mut routed: Vec<Routed> = Vec::new();
         for signal in std::mem::take(&mut self.emitted) {
             if let Err(error) = signal.validate() {
-                self.shared.refuse(self.index, signal.id, error.to_string());
+                self.shared.refuse(self.index, &signal, error.to_string());
                 continue;
             }
             match self.shared.route(self.index, signal) {

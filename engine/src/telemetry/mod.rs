@@ -15,10 +15,10 @@ mod status;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mirror_model::{AccountId, SKIP_CATEGORIES, SignalId, SkipCategory};
+use mirror_model::{AccountId, SKIP_CATEGORIES, Signal, SignalId, SkipCategory};
 
 pub use fanout::{FanoutDone, LatencySummary, LatencyWindow, TelemetryHandle, TelemetrySink, spawn_telemetry};
-pub use feed::{AuditBatch, AuditFeed, AuditSubscription};
+pub use feed::{AuditBatch, AuditFeed, AuditSubscription, SignalSubscription};
 pub use logging::{LogGuard, LoggingSettings, init_logging};
 pub use status::{Console, ConsoleWriter, PostgresGauge, StatusLine};
 
@@ -38,6 +38,17 @@ pub struct AuditRecord {
     pub account: AccountId,
     /// What happened.
     pub audit: Audit,
+}
+
+/// A signal as the engine took it (routed to its followers) or refused it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignalSeen {
+    /// The signal.
+    pub signal: Signal,
+    /// Engine monotonic time when it was taken or refused, ns.
+    pub mono_ns: u64,
+    /// Why it was refused; `None` when it was taken.
+    pub refused: Option<String>,
 }
 
 /// What a shard sends after handling one message.
@@ -61,6 +72,9 @@ pub enum TelemetryMsg {
         /// Why.
         reason: String,
     },
+    /// A signal taken or refused, for the feed's signal subscribers (sent only while there
+    /// are some).
+    Signal(Box<SignalSeen>),
     /// Stop after everything sent before.
     Stop,
 }

@@ -38,8 +38,8 @@ pub mod proto {
         DeltaEvent, Deltas, ERROR_LEN_MAX, ErrorCode, ErrorReply, FillState, FollowerPair, Hello, HelloReply,
         LatencyStats, LegReport, LegStatus, LogLevel, LogLine, OrderState, OrderStatus, OrderTicket, OrderType,
         PAIR_SETTLE_MS_MAX, PROTOCOL_VERSION, PairOutcome, PairPolicy, PairTicket, Percentiles, PositionState, Quote,
-        Request, Resolution, Response, ResumeFrom, Role, SERVER_FRAME_MAX, Side, Snapshot, SnapshotReason, StateFrame,
-        Subscribe, TOKEN_LEN_MAX, Tif, Welcome, close_code, stream_code, topics,
+        Request, Resolution, Response, ResumeFrom, Role, SERVER_FRAME_MAX, Side, SignalState, Snapshot, SnapshotReason,
+        StateFrame, Subscribe, TOKEN_LEN_MAX, Tif, Welcome, close_code, stream_code, topics,
     };
 
     /// Archived forms of the messages (read in place after validation).

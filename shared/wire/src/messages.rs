@@ -78,8 +78,10 @@ pub mod topics {
     /// Quotes: the latest bid and ask of each account's symbols, coalesced (at most one per
     /// account and symbol per publication interval; only the latest counts).
     pub const QUOTES: u32 = 1 << 7;
+    /// Signals as the engine takes or refuses them, from every source and leader account.
+    pub const SIGNALS: u32 = 1 << 8;
     /// Everything.
-    pub const ALL: u32 = (1 << 8) - 1;
+    pub const ALL: u32 = (1 << 9) - 1;
 }
 
 /// The first frame of a connection. Its `Debug` leaves the token out.
@@ -695,6 +697,38 @@ pub struct Quote {
     pub time_unix_ms: i64,
 }
 
+/// A signal as the engine took it, or refused it before any follower saw it: from a source
+/// (webhook, REST, SDK, file drop, manual ticket) or a leader account's own trade. What each
+/// follower then did with it comes as [`CopyStatus`] events.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SignalState {
+    /// The signal.
+    pub signal: u64,
+    /// The leader account whose trade it is, or 0.
+    pub leader_account: u32,
+    /// The source that sent it, or 0.
+    pub source: u32,
+    /// `open`, `open_pending`, `modify`, `close`, `partial_close`, `close_all` or
+    /// `cancel_pending`.
+    pub action: String,
+    /// Symbol (leader's), or empty (a close names its position, `close_all` may name none).
+    pub symbol: String,
+    /// Side of an open.
+    pub side: Option<Side>,
+    /// Quantity (raw 10⁻⁸): an open's, a partial close's closed quantity; 0 otherwise.
+    pub qty: i64,
+    /// The leader position it opens or acts on, or 0.
+    pub position: u64,
+    /// The sender's note.
+    pub note: String,
+    /// When the sender made it, Unix milliseconds.
+    pub created_unix_ms: i64,
+    /// Engine monotonic time when it was taken or refused, ns.
+    pub mono_ns: u64,
+    /// Why the engine refused it; empty when it was taken and fanned out.
+    pub refused: String,
+}
+
 /// One change of state.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum DeltaEvent {
@@ -714,6 +748,8 @@ pub enum DeltaEvent {
     Latency(LatencyStats),
     /// A quote.
     Quote(Quote),
+    /// A signal taken or refused.
+    Signal(SignalState),
 }
 
 impl DeltaEvent {
@@ -728,6 +764,7 @@ impl DeltaEvent {
             Self::Log(_) => topics::LOGS,
             Self::Latency(_) => topics::LATENCY,
             Self::Quote(_) => topics::QUOTES,
+            Self::Signal(_) => topics::SIGNALS,
         }
     }
 }
