@@ -43,6 +43,7 @@ xvfb-run -a -s "-screen 0 1600x1000x24 -nolisten tcp" bash -c "
       --token-env MIRROR_DEMO_DESK_TOKEN --select '$select' --connect > '$work/manager.log' 2>&1 & pid=\$!
   for i in \$(seq 100); do xwininfo -root -tree | grep -q 'Mirror Trading Manager' && break; sleep 0.1; done
   sleep $settle
+  kill -0 \$pid || { echo 'the manager exited:' >&2; cat '$work/manager.log' >&2; exit 1; }
   import -window root '$out'
   kill \$pid"
 echo "wrote $out"
