@@ -125,7 +125,23 @@ fn etag(version: &str) -> (actix_web::http::header::HeaderName, String) {
     (ETAG, format!("\"{version}\""))
 }
 
+/// The answer to an applied change: `body` with `"status": "applied"` and the new version,
+/// which is also the `ETag`.
+fn applied(mut response: actix_web::HttpResponseBuilder, version: &str, mut body: Value) -> HttpResponse {
+    body["status"] = "applied".into();
+    body["version"] = version.into();
+    response.insert_header(etag(version)).json(body)
+}
+
 impl State {
+    /// Admits a change of the configuration: an admin's token, no query parameters. Who made
+    /// it, for the audit log (`api:<subject>`).
+    async fn admin_change(&self, request: &HttpRequest) -> Result<String, Problem> {
+        let principal = self.authorize(request, Route::Api, Role::Admin).await?;
+        Query::read(request, &[])?;
+        Ok(format!("api:{}", principal.subject))
+    }
+
     pub(super) fn config_service(&self) -> Result<std::sync::Arc<dyn ConfigService>, Problem> {
         self.config.clone().ok_or_else(|| Problem::not_found("no configuration service"))
     }
@@ -216,8 +232,7 @@ pub(super) async fn link_add(
     payload: web::Payload,
     state: web::Data<State>,
 ) -> Result<HttpResponse, Problem> {
-    let principal = state.authorize(&request, Route::Api, Role::Admin).await?;
-    Query::read(&request, &[])?;
+    let who = state.admin_change(&request).await?;
     let body = fields::json_object(&state.body(payload).await?)?;
     let mut entry = Table::new();
     let mut names = Vec::new();
@@ -239,17 +254,15 @@ pub(super) async fn link_add(
     for (key, value) in body.iter().filter(|(key, _)| !LINK_IDENTITY.contains(&key.as_str())) {
         entry.insert(key, Item::Value(toml_value(value, key)?));
     }
-    let who = format!("api:{}", principal.subject);
     let version =
         state.edit_config(&request, who.clone(), move |document| append_link(document, entry.clone())).await?;
     let (leader, follower) = (&names[0], &names[1]);
     let link = state.link_by_names(leader, follower).unwrap_or(Value::Null);
     tracing::info!(who, leader, follower, "link added over the API");
     let location = format!("/api/v1/links/{}", link["id"]);
-    Ok(HttpResponse::Created()
-        .insert_header(etag(&version))
-        .insert_header((actix_web::http::header::LOCATION, location))
-        .json(json!({ "status": "applied", "link": link, "version": version })))
+    let mut response = HttpResponse::Created();
+    response.insert_header((actix_web::http::header::LOCATION, location));
+    Ok(applied(response, &version, json!({ "link": link })))
 }
 
 fn describe(value: &Value) -> String {
@@ -266,8 +279,7 @@ async fn link_change(
     payload: web::Payload,
     state: web::Data<State>,
 ) -> Result<HttpResponse, Problem> {
-    let principal = state.authorize(&request, Route::Api, Role::Admin).await?;
-    Query::read(&request, &[])?;
+    let who = state.admin_change(&request).await?;
     let (index, link) = state.link_at(request.match_info().get("link").unwrap_or_default())?;
     let body = fields::json_object(&state.body(payload).await?)?;
     let mut changes: Vec<(String, Option<toml_edit::Value>)> = Vec::new();
@@ -283,7 +295,6 @@ async fn link_change(
         return Err(Problem::invalid("nothing to change: the body names no key"));
     }
     let CatalogLink { leader_name: leader, follower_name: follower, .. } = link;
-    let who = format!("api:{}", principal.subject);
     let version = state
         .edit_config(&request, who.clone(), {
             let (leader, follower) = (leader.clone(), follower.clone());
@@ -310,9 +321,7 @@ async fn link_change(
         .await?;
     let link = state.link_by_names(&leader, &follower).unwrap_or(Value::Null);
     tracing::info!(who, leader, follower, "link changed over the API");
-    Ok(HttpResponse::Ok()
-        .insert_header(etag(&version))
-        .json(json!({ "status": "applied", "link": link, "version": version })))
+    Ok(applied(HttpResponse::Ok(), &version, json!({ "link": link })))
 }
 
 /// Whether a `[[links]]` entry is the link from `leader` to `follower`.
@@ -324,12 +333,10 @@ fn names_link(entry: &Table, leader: &str, follower: &str) -> bool {
 /// `DELETE /api/v1/links/{link}`: the follower stops copying the leader; what it holds from
 /// the link stays open (close it first, or flatten the account, to leave nothing behind).
 async fn link_remove(request: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, Problem> {
-    let principal = state.authorize(&request, Route::Api, Role::Admin).await?;
-    Query::read(&request, &[])?;
+    let who = state.admin_change(&request).await?;
     let (index, link) = state.link_at(request.match_info().get("link").unwrap_or_default())?;
     let removed = link_json(index, &link);
     let CatalogLink { leader_name: leader, follower_name: follower, .. } = link;
-    let who = format!("api:{}", principal.subject);
     let version = state
         .edit_config(&request, who.clone(), {
             let (leader, follower) = (leader.clone(), follower.clone());
@@ -344,9 +351,7 @@ async fn link_remove(request: HttpRequest, state: web::Data<State>) -> Result<Ht
         })
         .await?;
     tracing::info!(who, leader, follower, "link removed over the API");
-    Ok(HttpResponse::Ok()
-        .insert_header(etag(&version))
-        .json(json!({ "status": "applied", "removed": removed, "version": version })))
+    Ok(applied(HttpResponse::Ok(), &version, json!({ "removed": removed })))
 }
 
 /// A risk profile's name: what a `[risk.<name>]` key may be.
@@ -378,15 +383,13 @@ async fn profile_set(
     payload: web::Payload,
     state: web::Data<State>,
 ) -> Result<HttpResponse, Problem> {
-    let principal = state.authorize(&request, Route::Api, Role::Admin).await?;
-    Query::read(&request, &[])?;
+    let who = state.admin_change(&request).await?;
     let name = profile_name(&request)?;
     let body = fields::json_object(&state.body(payload).await?)?;
     let mut limits = Table::new();
     for (key, value) in &body {
         limits.insert(key, Item::Value(toml_value(value, key)?));
     }
-    let who = format!("api:{}", principal.subject);
     let version = state
         .edit_config(&request, who.clone(), {
             let name = name.clone();
@@ -414,15 +417,12 @@ async fn profile_set(
         .risk_profiles
         .get(&name)
         .map_or(Value::Null, |l| serde_json::to_value(l).unwrap_or(Value::Null));
-    Ok(HttpResponse::Ok()
-        .insert_header(etag(&version))
-        .json(json!({ "status": "applied", "profile": name, "limits": profile, "version": version })))
+    Ok(applied(HttpResponse::Ok(), &version, json!({ "profile": name, "limits": profile })))
 }
 
 /// `DELETE /api/v1/risk/profiles/{profile}`: refused while an account uses it.
 async fn profile_remove(request: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, Problem> {
-    let principal = state.authorize(&request, Route::Api, Role::Admin).await?;
-    Query::read(&request, &[])?;
+    let who = state.admin_change(&request).await?;
     let name = profile_name(&request)?;
     if !state.catalog().risk_profiles.contains_key(&name) {
         return Err(Problem::not_found(format!("no risk profile `{name}` (GET /api/v1/risk)")));
@@ -445,7 +445,6 @@ async fn profile_remove(request: HttpRequest, state: web::Data<State>) -> Result
             ),
         ));
     }
-    let who = format!("api:{}", principal.subject);
     let version = state
         .edit_config(&request, who.clone(), {
             let name = name.clone();
@@ -455,9 +454,7 @@ async fn profile_remove(request: HttpRequest, state: web::Data<State>) -> Result
         })
         .await?;
     tracing::info!(who, profile = name, "risk profile removed over the API");
-    Ok(HttpResponse::Ok()
-        .insert_header(etag(&version))
-        .json(json!({ "status": "applied", "removed": name, "version": version })))
+    Ok(applied(HttpResponse::Ok(), &version, json!({ "removed": name })))
 }
 
 /// `PUT /api/v1/accounts/{account}/risk`: `{"profile": "<name>"}` gives the account that
@@ -467,8 +464,7 @@ pub(super) async fn account_risk(
     payload: web::Payload,
     state: web::Data<State>,
 ) -> Result<HttpResponse, Problem> {
-    let principal = state.authorize(&request, Route::Api, Role::Admin).await?;
-    Query::read(&request, &[])?;
+    let who = state.admin_change(&request).await?;
     let account = state.find_account(request.match_info().get("account").unwrap_or_default())?;
     let body = fields::json_object(&state.body(payload).await?)?;
     if let Some(key) = body.keys().find(|k| *k != "profile") {
@@ -483,7 +479,6 @@ pub(super) async fn account_risk(
         }
     };
     let name = account.name.clone();
-    let who = format!("api:{}", principal.subject);
     let version = state
         .edit_config(&request, who.clone(), {
             let (name, profile) = (name.clone(), profile.clone());
@@ -519,9 +514,7 @@ pub(super) async fn account_risk(
         .iter()
         .find(|a| a.name == name)
         .map_or(Value::Null, |a| serde_json::to_value(a.risk).unwrap_or(Value::Null));
-    Ok(HttpResponse::Ok().insert_header(etag(&version)).json(
-        json!({ "status": "applied", "account": name, "profile": profile, "limits": limits, "version": version }),
-    ))
+    Ok(applied(HttpResponse::Ok(), &version, json!({ "account": name, "profile": profile, "limits": limits })))
 }
 
 /// `GET /api/v1/links` and `GET /api/v1/risk` carry the configuration's version.
