@@ -200,7 +200,8 @@ fn hop_color(kind: HopKind) -> Color32 {
         HopKind::Accepted => Color32::from_rgb(0xc0, 0x9c, 0xff),
         HopKind::Filled | HopKind::PartlyFilled => Color32::from_rgb(0x5c, 0xd6, 0x7c),
         HopKind::Skipped | HopKind::Cancelled => Color32::GRAY,
-        HopKind::Rejected | HopKind::NotSent | HopKind::Unknown | HopKind::Expired => {
+        HopKind::SignalTaken => Color32::from_rgb(0xe0, 0xc0, 0x60),
+        HopKind::Rejected | HopKind::NotSent | HopKind::Unknown | HopKind::Expired | HopKind::SignalRefused => {
             Color32::from_rgb(0xff, 0x60, 0x60)
         }
     }
@@ -785,8 +786,16 @@ fn timeline_panel(ui: &mut Ui, view: &mut View, live: bool) {
         return;
     };
     let followers = timeline.followers();
+    // The signal's own line: taken (+0), or refused before any follower saw it.
+    if let Some(hop) = timeline.signal_hop() {
+        let text = match hop.kind {
+            HopKind::SignalRefused => format!("Signal {} refused by the engine: {}", timeline.signal(), hop.detail),
+            _ => format!("Signal {} taken by the engine at +0", timeline.signal()),
+        };
+        ui.label(RichText::new(text).color(hop_color(hop.kind)));
+    }
     if followers.is_empty() {
-        ui.label(format!("No hop of signal {} in the lines held.", timeline.signal()));
+        ui.label(format!("No hop of signal {} on a follower in the lines held.", timeline.signal()));
         if live {
             ui.weak("Live lines start at the connection; older signals are in the engine's log files.");
         }

@@ -15,7 +15,7 @@
 //!   gap, never papered over.
 
 use mirror_model::{Price, Qty};
-use mirror_sdk::{CopyState, DeltaEvent, OrderStatus, SnapshotReason, StateUpdate};
+use mirror_sdk::{CopyState, DeltaEvent, LogLevel, OrderStatus, SignalState, SnapshotReason, StateUpdate};
 
 use crate::model::line::{Hop, HopKind, Line};
 use crate::model::store::LogStore;
@@ -157,15 +157,29 @@ impl LiveFold {
                 };
                 self.set_pending(copy.account, copy.signal, kind, detail);
             }
-            DeltaEvent::Log(log) => {
-                let offset = match self.anchor {
-                    Some((anchored, offset)) if anchored == epoch => offset,
-                    _ => {
-                        let offset = now_unix_ns.saturating_sub(i64::try_from(log.mono_ns).unwrap_or(i64::MAX));
-                        self.anchor = Some((epoch, offset));
-                        offset
-                    }
+            DeltaEvent::Signal(signal) => {
+                let offset = self.anchor_offset(epoch, now_unix_ns, signal.mono_ns);
+                let (kind, level, text) = if signal.refused.is_empty() {
+                    (HopKind::SignalTaken, LogLevel::Info, format!("signal taken: {}", signal_words(signal)))
+                } else {
+                    let text = format!("signal refused: {}: {}", signal_words(signal), signal.refused);
+                    (HopKind::SignalRefused, LogLevel::Warn, text)
                 };
+                let unix_ns = i64::try_from(signal.mono_ns).unwrap_or(i64::MAX).saturating_add(offset);
+                self.first_line_unix_ns.get_or_insert(unix_ns);
+                store.push(Line {
+                    unix_ns,
+                    mono_ns: Some(signal.mono_ns),
+                    level: level.into(),
+                    account: None,
+                    signal: signal.signal,
+                    text: text.into(),
+                    hop: Some(Hop { kind, detail: signal.refused.as_str().into() }),
+                });
+                self.lines += 1;
+            }
+            DeltaEvent::Log(log) => {
+                let offset = self.anchor_offset(epoch, now_unix_ns, log.mono_ns);
                 let hop = match self.pending.take() {
                     Some(p) if p.account == log.account && p.signal == log.signal && log.signal != 0 => {
                         Some(Hop { kind: p.kind, detail: p.detail.into() })
@@ -185,7 +199,19 @@ impl LiveFold {
                 });
                 self.lines += 1;
             }
-            DeltaEvent::Position(_) | DeltaEvent::Latency(_) | DeltaEvent::Quote(_) | DeltaEvent::Signal(_) => {}
+            DeltaEvent::Position(_) | DeltaEvent::Latency(_) | DeltaEvent::Quote(_) => {}
+        }
+    }
+
+    /// Engine monotonic time to wall clock: anchored at the first timed event of an epoch.
+    fn anchor_offset(&mut self, epoch: u64, now_unix_ns: i64, mono_ns: u64) -> i64 {
+        match self.anchor {
+            Some((anchored, offset)) if anchored == epoch => offset,
+            _ => {
+                let offset = now_unix_ns.saturating_sub(i64::try_from(mono_ns).unwrap_or(i64::MAX));
+                self.anchor = Some((epoch, offset));
+                offset
+            }
         }
     }
 
@@ -209,6 +235,29 @@ impl LiveFold {
     pub fn first_line_unix_ns(&self) -> Option<i64> {
         self.first_line_unix_ns
     }
+}
+
+/// What a signal asked: `open buy 2 ES (source 563151331)`.
+fn signal_words(signal: &SignalState) -> String {
+    let mut words = vec![signal.action.clone()];
+    if let Some(side) = signal.side {
+        words.push(if side == mirror_sdk::Side::Buy { "buy" } else { "sell" }.to_owned());
+    }
+    if signal.qty != 0 {
+        words.push(Qty::from_raw(signal.qty).to_string());
+    }
+    if !signal.symbol.is_empty() {
+        words.push(signal.symbol.clone());
+    }
+    if signal.position != 0 {
+        words.push(format!("position {}", signal.position));
+    }
+    words.push(if signal.leader_account != 0 {
+        format!("(leader account {})", signal.leader_account)
+    } else {
+        format!("(source {})", signal.source)
+    });
+    words.join(" ")
 }
 
 #[cfg(test)]

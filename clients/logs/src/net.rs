@@ -35,8 +35,9 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The topics the viewer subscribes to: log lines, what classifies them (orders, fills, copy
-/// status) and the accounts that name them.
-pub const TOPICS: u32 = topics::LOGS | topics::ACCOUNTS | topics::ORDERS | topics::FILLS | topics::COPY;
+/// status), the accounts that name them and the signals themselves (each timeline's +0).
+pub const TOPICS: u32 =
+    topics::LOGS | topics::ACCOUNTS | topics::ORDERS | topics::FILLS | topics::COPY | topics::SIGNALS;
 
 /// Where to connect, as the user typed it.
 #[derive(Clone, Debug, PartialEq, Eq)]

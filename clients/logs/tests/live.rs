@@ -173,6 +173,9 @@ fn an_order_sent_through_the_sdk_shows_its_copies_and_every_followers_timeline()
     harness.get_all_by_label(&signal_text).next().expect("the signal is a link in the table").click();
     step_until(&mut harness, "the timeline", |h| h.query_by_label_contains("3 followers").is_some());
     assert!(harness.query_by_label_contains(&format!("Signal {signal}: 3 followers")).is_some());
+    // The stream carried the signal itself: +0 is the engine taking it, and it is a line too.
+    assert!(harness.query_by_label(&format!("Signal {signal} taken by the engine at +0")).is_some());
+    assert!(harness.query_all_by_label_contains("signal taken: open buy 1 NQ").count() >= 1);
     for follower in ["f1", "f2", "f3"] {
         // In the table column, the timeline's drawing has no text nodes: count the grid's cells.
         assert!(harness.query_all_by_label(follower).count() >= 2, "{follower} in the timeline table");

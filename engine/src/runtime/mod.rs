@@ -302,7 +302,12 @@ impl Shared {
     /// signal is not even copied).
     fn publish_signal(&self, slot: usize, signal: &Signal, refused: Option<String>) {
         if self.telemetry.as_ref().is_some_and(|t| t.feed.wants_signals()) {
-            let seen = SignalSeen { signal: signal.clone(), mono_ns: self.clock.now().mono_ns, refused };
+            // The acceptance time (what fan-out latency is measured from), when the signal has one.
+            let mono_ns = match signal.accepted_mono_ns {
+                0 => self.clock.now().mono_ns,
+                accepted => accepted,
+            };
+            let seen = SignalSeen { signal: signal.clone(), mono_ns, refused };
             self.send_telemetry(slot, TelemetryMsg::Signal(Box::new(seen)));
         }
     }

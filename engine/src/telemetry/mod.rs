@@ -45,7 +45,7 @@ pub struct AuditRecord {
 pub struct SignalSeen {
     /// The signal.
     pub signal: Signal,
-    /// Engine monotonic time when it was taken or refused, ns.
+    /// Engine monotonic time when it was accepted (what fan-out latency is measured from), ns.
     pub mono_ns: u64,
     /// Why it was refused; `None` when it was taken.
     pub refused: Option<String>,

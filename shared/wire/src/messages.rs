@@ -723,7 +723,8 @@ pub struct SignalState {
     pub note: String,
     /// When the sender made it, Unix milliseconds.
     pub created_unix_ms: i64,
-    /// Engine monotonic time when it was taken or refused, ns.
+    /// Engine monotonic time when the engine accepted it (what fan-out latency is measured
+    /// from, on the audit records' clock), ns.
     pub mono_ns: u64,
     /// Why the engine refused it; empty when it was taken and fanned out.
     pub refused: String,

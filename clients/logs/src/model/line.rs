@@ -73,6 +73,10 @@ pub enum HopKind {
     Expired,
     /// The broker's answer is unknown; kept in flight until reconciliation.
     Unknown,
+    /// The engine took the signal itself (a line of no account): the timeline's +0.
+    SignalTaken,
+    /// The engine refused the signal before any follower saw it (the reason is given).
+    SignalRefused,
 }
 
 impl HopKind {
@@ -91,12 +95,14 @@ impl HopKind {
             Self::Cancelled => "cancelled",
             Self::Expired => "expired",
             Self::Unknown => "outcome unknown",
+            Self::SignalTaken => "signal taken",
+            Self::SignalRefused => "signal refused",
         }
     }
 
     /// Whether this hop ends the copy badly (drawn in red).
     pub fn is_failure(self) -> bool {
-        matches!(self, Self::Rejected | Self::NotSent | Self::Unknown | Self::Expired)
+        matches!(self, Self::Rejected | Self::NotSent | Self::Unknown | Self::Expired | Self::SignalRefused)
     }
 }
 

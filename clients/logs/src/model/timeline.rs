@@ -8,7 +8,9 @@
 //! - lines read from a file carry the time the engine's telemetry thread wrote them (wall
 //!   clock, µs), after the fact and in batches: they order the hops, they do not measure them
 //!   finely;
-//! - the signal's acceptance is on neither: +0 is the first hop seen for the signal.
+//! - the live stream carries the signal itself (taken or refused, at the engine's acceptance
+//!   time, on the same clock): +0 is then the acceptance, and the first copy's offset is the
+//!   engine's own fan-out time; files do not, and +0 is the first hop seen.
 
 use std::collections::BTreeMap;
 
@@ -41,8 +43,8 @@ impl Clock {
         match self {
             Self::EngineMonotonic => {
                 "Times: the engine's monotonic clock at each audit record (a shard reads it once per message, so \
-                 the copies one shard makes for a signal share a time). The signal's acceptance is not on the \
-                 stream: +0 is the first hop seen."
+                 the copies one shard makes for a signal share a time). +0 is the engine's acceptance of the \
+                 signal when the stream carried it, else the first hop seen."
             }
             Self::LogWritten => {
                 "Times: when the engine's telemetry thread wrote each line (wall clock, µs, in batches) — they \
@@ -79,6 +81,8 @@ impl FollowerHops {
 #[derive(Clone, Debug)]
 pub struct Timeline {
     signal: u64,
+    /// The signal's own hop (taken or refused), when a line carried it.
+    taken: Option<HopAt>,
     followers: BTreeMap<u32, Vec<HopAt>>,
     scanned_to: u64,
     clock: Clock,
@@ -87,7 +91,7 @@ pub struct Timeline {
 impl Timeline {
     /// An empty timeline of `signal`.
     pub fn new(signal: u64) -> Self {
-        Self { signal, followers: BTreeMap::new(), scanned_to: 0, clock: Clock::LogWritten }
+        Self { signal, taken: None, followers: BTreeMap::new(), scanned_to: 0, clock: Clock::LogWritten }
     }
 
     /// The signal.
@@ -107,10 +111,15 @@ impl Timeline {
             if line.signal != self.signal {
                 continue;
             }
-            let (Some(hop), Some(account)) = (&line.hop, line.account) else { continue };
+            let Some(hop) = &line.hop else { continue };
             if line.mono_ns.is_some() {
                 self.clock = Clock::EngineMonotonic;
             }
+            if matches!(hop.kind, HopKind::SignalTaken | HopKind::SignalRefused) {
+                self.taken = Some(HopAt { kind: hop.kind, at_ns: line.timeline_ns(), detail: hop.detail.clone() });
+                continue;
+            }
+            let Some(account) = line.account else { continue };
             let hops = self.followers.entry(account).or_default();
             let at = HopAt { kind: hop.kind, at_ns: line.timeline_ns(), detail: hop.detail.clone() };
             // Lines come in order; keep the hops ordered by time should a clock tie-break differ.
@@ -120,9 +129,18 @@ impl Timeline {
         self.scanned_to = store.end_number();
     }
 
-    /// The time of the first hop, ns (the timeline's +0).
+    /// The timeline's +0, ns: the signal's acceptance when a line carried it, else the first hop.
     pub fn origin_ns(&self) -> Option<i64> {
-        self.followers.values().filter_map(|hops| hops.first()).map(|h| h.at_ns).min()
+        self.taken
+            .as_ref()
+            .map(|h| h.at_ns)
+            .or_else(|| self.followers.values().filter_map(|hops| hops.first()).map(|h| h.at_ns).min())
+    }
+
+    /// The signal's own hop (taken, or refused with the reason), relative to +0.
+    pub fn signal_hop(&self) -> Option<HopAt> {
+        let origin = self.origin_ns().unwrap_or(0);
+        self.taken.as_ref().map(|h| HopAt { at_ns: h.at_ns - origin, ..h.clone() })
     }
 
     /// The time of the last hop relative to the first, ns.
@@ -152,7 +170,7 @@ impl Timeline {
 
     /// Whether no hop was seen.
     pub fn is_empty(&self) -> bool {
-        self.followers.is_empty()
+        self.followers.is_empty() && self.taken.is_none()
     }
 }
 
@@ -198,6 +216,7 @@ mod tests {
         let kinds = |row: &FollowerHops| row.hops.iter().map(|h| (h.kind, h.at_ns)).collect::<Vec<_>>();
         assert_eq!(kinds(&rows[0]), [(HopKind::Copied, 0), (HopKind::Accepted, 350_000), (HopKind::Filled, 2_500_000)]);
         assert_eq!(kinds(&rows[1]), [(HopKind::Copied, 0), (HopKind::Rejected, 1_000_000)]);
+        assert_eq!(timeline.signal_hop(), None, "no line carried the signal itself");
         assert_eq!(rows[1].outcome().unwrap().detail.as_ref(), "no margin");
         assert_eq!(rows[2].outcome().unwrap().kind, HopKind::Skipped);
         assert_eq!(rows[0].between(HopKind::Copied, HopKind::Filled), Some(2_500_000));
@@ -218,5 +237,24 @@ mod tests {
         let rows = timeline.followers();
         assert_eq!(rows[0].hops.len(), 2);
         assert_eq!(rows[0].between(HopKind::Copied, HopKind::Filled), Some(20));
+    }
+
+    #[test]
+    fn the_signals_own_line_is_the_timelines_zero() {
+        let mut store = LogStore::default();
+        let mut taken = hop_line(0, 7, HopKind::SignalTaken, 900_000, "");
+        taken.account = None;
+        store.push(taken);
+        store.push(hop_line(1, 7, HopKind::Copied, 1_000_000, ""));
+        store.push(hop_line(1, 7, HopKind::Filled, 1_400_000, "1 at 5000"));
+        let mut timeline = Timeline::new(7);
+        timeline.sync(&store);
+        assert_eq!(timeline.origin_ns(), Some(900_000));
+        assert_eq!(timeline.signal_hop().map(|h| (h.kind, h.at_ns)), Some((HopKind::SignalTaken, 0)));
+        let rows = timeline.followers();
+        assert_eq!(rows.len(), 1, "the signal's line is no follower");
+        let kinds: Vec<_> = rows[0].hops.iter().map(|h| (h.kind, h.at_ns)).collect();
+        assert_eq!(kinds, [(HopKind::Copied, 100_000), (HopKind::Filled, 500_000)], "from the acceptance");
+        assert_eq!(timeline.span_ns(), 500_000);
     }
 }
