@@ -171,7 +171,8 @@ impl LiveFold {
                     unix_ns,
                     mono_ns: Some(signal.mono_ns),
                     level: level.into(),
-                    account: None,
+                    // A leader's trade is a line of the leader account; a source's, of none.
+                    account: (signal.leader_account != 0).then_some(signal.leader_account),
                     signal: signal.signal,
                     text: text.into(),
                     hop: Some(Hop { kind, detail: signal.refused.as_str().into() }),
@@ -253,7 +254,7 @@ fn signal_words(signal: &SignalState) -> String {
         words.push(format!("position {}", signal.position));
     }
     words.push(if signal.leader_account != 0 {
-        format!("(leader account {})", signal.leader_account)
+        "(its trade)".to_owned()
     } else {
         format!("(source {})", signal.source)
     });
@@ -323,6 +324,41 @@ mod tests {
         let last_seq = first_seq + events.len() as u64 - 1;
         let events = events.into_iter().zip(first_seq..).map(|(event, seq)| Delta { seq, event }).collect();
         StateUpdate::Deltas(Deltas { epoch, first_seq, last_seq, events })
+    }
+
+    fn signal(signal: u64, leader_account: u32, source: u32, refused: &str) -> DeltaEvent {
+        DeltaEvent::Signal(SignalState {
+            signal,
+            leader_account,
+            source,
+            action: "open".into(),
+            symbol: "NQ".into(),
+            side: Some(mirror_sdk::Side::Sell),
+            qty: 200_000_000,
+            position: 0,
+            note: String::new(),
+            created_unix_ms: 0,
+            mono_ns: 4_000_000,
+            refused: refused.into(),
+        })
+    }
+
+    #[test]
+    fn a_signal_is_a_line_of_its_leader_or_of_no_account_with_its_own_hop() {
+        let mut store = LogStore::default();
+        let mut fold = LiveFold::default();
+        fold.apply(&snapshot(3, 10, SnapshotReason::Initial), 0, &mut store);
+        let events = vec![signal(20, 1, 0, ""), signal(21, 0, 9, "unknown symbol NQ for src#9")];
+        fold.apply(&deltas(3, 11, events), 1_000_000_000, &mut store);
+        let lines: Vec<&Line> = store.since(0).map(|(_, line)| line).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!((lines[0].account, lines[0].signal, lines[0].mono_ns), (Some(1), 20, Some(4_000_000)));
+        assert_eq!(&*lines[0].text, "signal taken: open sell 2 NQ (its trade)");
+        assert_eq!(lines[0].hop.as_ref().map(|h| h.kind), Some(HopKind::SignalTaken));
+        assert_eq!((lines[1].account, lines[1].level), (None, LogLevel::Warn.into()));
+        assert_eq!(&*lines[1].text, "signal refused: open sell 2 NQ (source 9): unknown symbol NQ for src#9");
+        let hop = lines[1].hop.as_ref().unwrap();
+        assert_eq!((hop.kind, &*hop.detail), (HopKind::SignalRefused, "unknown symbol NQ for src#9"));
     }
 
     #[test]
