@@ -2,52 +2,29 @@
 //! the SDK shows up as the followers' copy lines, and the signal's timeline lists every
 //! follower (a skip included).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use mirror_engine::app::{Running, StartOptions, start};
-use mirror_engine::config;
-use mirror_engine::secrets::CredentialVars;
 use mirror_logs::{AppOptions, ConnState, LogsApp};
-use mirror_sdk::{Client, ClientConfig, Order, Side, Trust};
+use mirror_sdk::{Client, Order, Side};
+use mirror_testkit::{ENGINE, ES, InProcessEngine, NQ, WAIT};
 
 const TRADER: &str = "trader-token-0123456789";
 const VIEWER: &str = "viewer-token-0123456789";
-const WAIT: Duration = Duration::from_secs(20);
 
-const CONFIG: &str = r#"
-[engine]
-shards = 1
-spin_iterations = 100
-pin_cores = false
-
+/// The simulated broker answers after 1 to 3 ms, so that a copy's hops are apart in time.
+const SIM: &str = "
 [sim]
 tick_ms = 0
 latency_min_ms = 1
 latency_max_ms = 3
 slippage_ticks_max = 0
+";
 
-[instruments.ES]
-kind = "future"
-contract_size = 50
-tick_size = "0.25"
-lot_step = 1
-min_qty = 1
-max_qty = 200
-price = 5000
-
-[instruments.NQ]
-kind = "future"
-contract_size = 20
-tick_size = "0.25"
-lot_step = 1
-min_qty = 1
-max_qty = 200
-price = 18000
-
+/// The configuration after the shared blocks.
+const REST: &str = r#"
 [[sources]]
 name = "algo"
 symbols = ["ES", "NQ"]
@@ -96,26 +73,8 @@ token = "env:GW_VIEWER"
 role = "viewer"
 "#;
 
-fn start_engine(runtime: &tokio::runtime::Runtime, dir: &Path) -> Running {
-    start_engine_on(runtime, dir, "127.0.0.1:0")
-}
-
-fn start_engine_on(runtime: &tokio::runtime::Runtime, dir: &Path, listen: &str) -> Running {
-    let text = format!(
-        "{CONFIG}\n[storage]\ndir = {:?}\n\n[gateway]\nlisten = {listen:?}\ncert_dir = {:?}\n",
-        dir.join("data").display().to_string(),
-        dir.join("gateway").display().to_string(),
-    );
-    let resolved = config::load_str(Path::new("viewer.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
-    let vars = CredentialVars::new().with("GW_TRADER", TRADER).with("GW_VIEWER", VIEWER);
-    let options = StartOptions { credential_vars: Some(vars), ..StartOptions::default() };
-    runtime.block_on(start(&resolved, options)).unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-fn client_config(running: &Running, token: &str) -> ClientConfig {
-    let addr = running.gateway_addr().expect("the gateway runs");
-    let fingerprint = running.gateway_fingerprint().expect("the gateway runs").to_owned();
-    ClientConfig::new(addr, Trust::Fingerprint(fingerprint), token)
+fn start_engine() -> InProcessEngine {
+    InProcessEngine::start(&format!("{ENGINE}{SIM}{ES}{NQ}{REST}"), &[("GW_TRADER", TRADER), ("GW_VIEWER", VIEWER)])
 }
 
 /// Steps the UI until `done` holds (the network thread fills the app meanwhile).
@@ -137,12 +96,10 @@ fn step_until(harness: &mut Harness<'_, LogsApp>, what: &str, mut done: impl FnM
 
 #[test]
 fn an_order_sent_through_the_sdk_shows_its_copies_and_every_followers_timeline() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let running = start_engine(&runtime, dir.path());
+    let engine = start_engine();
 
     let mut app = LogsApp::new(AppOptions { settings_path: None, ..AppOptions::default() });
-    app.connect_config(client_config(&running, VIEWER));
+    app.connect_config(engine.client_config(VIEWER));
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1560.0, 940.0))
         .build_ui_state(|ui, app: &mut LogsApp| app.show(ui), app);
@@ -151,8 +108,8 @@ fn an_order_sent_through_the_sdk_shows_its_copies_and_every_followers_timeline()
     step_until(&mut harness, "the first snapshot", |h| h.state().stream_position().is_some());
 
     // An NQ order: copied to f1 and f2, skipped on f3 (NQ denied there).
-    let signal = runtime.block_on(async {
-        let bot = Client::connect(client_config(&running, TRADER)).await.unwrap();
+    let signal = engine.runtime.block_on(async {
+        let bot = Client::connect(engine.client_config(TRADER)).await.unwrap();
         let key = bot.next_position_key();
         let signal = bot.submit(&Order::market(key, "NQ", Side::Buy, "1").unwrap().into_ticket()).await.unwrap();
         bot.close().await;
@@ -195,16 +152,13 @@ fn an_order_sent_through_the_sdk_shows_its_copies_and_every_followers_timeline()
     assert!(harness.query_by_label(&format!("{shown} of {held} lines")).is_some());
 
     drop(harness);
-    runtime.block_on(running.stop());
 }
 
 #[test]
 fn a_lost_engine_shows_reconnecting_with_the_reason_and_the_viewer_comes_back() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let running = start_engine(&runtime, dir.path());
-    let addr = running.gateway_addr().unwrap();
-    let config = client_config(&running, VIEWER);
+    let mut engine = start_engine();
+    let addr = engine.gateway_address();
+    let config = engine.client_config(VIEWER);
 
     let mut app = LogsApp::new(AppOptions { settings_path: None, ..AppOptions::default() });
     app.connect_config(config);
@@ -213,7 +167,7 @@ fn a_lost_engine_shows_reconnecting_with_the_reason_and_the_viewer_comes_back() 
         .build_ui_state(|ui, app: &mut LogsApp| app.show(ui), app);
     step_until(&mut harness, "the first snapshot", |h| h.state().stream_position().is_some());
 
-    runtime.block_on(running.stop());
+    engine.stop();
     // Two failed attempts: the old engine is gone for good (an attempt during its shutdown may
     // still have reached it).
     step_until(
@@ -227,7 +181,7 @@ fn a_lost_engine_shows_reconnecting_with_the_reason_and_the_viewer_comes_back() 
 
     // The engine back on the same address, with the same certificate: the viewer resumes by
     // itself, and says the stream restarted from a snapshot (a new epoch).
-    let running = start_engine_on(&runtime, dir.path(), &addr.to_string());
+    engine.restart(&addr);
     step_until(
         &mut harness,
         "reconnected",
@@ -238,5 +192,4 @@ fn a_lost_engine_shows_reconnecting_with_the_reason_and_the_viewer_comes_back() 
     assert!(harness.query_by_label_contains("×)").is_some(), "the bar counts reconnections");
 
     drop(harness);
-    runtime.block_on(running.stop());
 }

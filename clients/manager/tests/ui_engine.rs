@@ -3,51 +3,19 @@
 //! real QUIC on loopback. What is checked is what the trader sees and what the simulated broker
 //! holds.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use mirror_engine::app::{Running, StartOptions, start};
-use mirror_engine::config::{self, Resolved};
-use mirror_engine::secrets::CredentialVars;
 use mirror_manager::{ConnState, ManagerApp, Profile};
 use mirror_model::Qty;
-use mirror_sdk::{Client, ClientConfig, Order, SdkError, Side, Trust};
+use mirror_sdk::{Client, Order, SdkError, Side};
+use mirror_testkit::{ENGINE, ES, InProcessEngine, NQ, SIM_INSTANT, WAIT};
 
-const WAIT: Duration = Duration::from_secs(20);
 const DESK: &str = "desk-token-0123456789";
 
-const CONFIG: &str = r#"
-[engine]
-shards = 1
-spin_iterations = 100
-pin_cores = false
-
-[sim]
-tick_ms = 0
-latency_min_ms = 0
-latency_max_ms = 0
-slippage_ticks_max = 0
-
-[instruments.ES]
-kind = "future"
-contract_size = 50
-tick_size = "0.25"
-lot_step = 1
-min_qty = 1
-max_qty = 200
-price = 5000
-
-[instruments.NQ]
-kind = "future"
-contract_size = 20
-tick_size = "0.25"
-lot_step = 1
-min_qty = 1
-max_qty = 200
-price = 18000
-
+/// The configuration after the shared blocks.
+const REST: &str = r#"
 [risk.prop]
 max_daily_drawdown_pct = 2
 
@@ -94,79 +62,18 @@ role = "admin"
 source = "algo"
 "#;
 
-struct Engine {
-    runtime: tokio::runtime::Runtime,
-    running: Option<Running>,
-    dir: tempfile::TempDir,
+fn start_engine() -> InProcessEngine {
+    InProcessEngine::start(&format!("{ENGINE}{SIM_INSTANT}{ES}{NQ}{REST}"), &[("GW_DESK", DESK)])
 }
 
-impl Engine {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let running = Self::run(&runtime, dir.path(), "127.0.0.1:0");
-        Self { runtime, running: Some(running), dir }
-    }
-
-    /// Starts the engine on `listen`, with its data and certificate under `dir`.
-    fn run(runtime: &tokio::runtime::Runtime, dir: &Path, listen: &str) -> Running {
-        let text = format!(
-            "{CONFIG}\n[storage]\ndir = {:?}\n\n[gateway]\nlisten = {listen:?}\ncert_dir = {:?}\n",
-            dir.join("data").display().to_string(),
-            dir.join("gateway").display().to_string(),
-        );
-        let resolved: Resolved = config::load_str(Path::new("manager.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
-        let vars = CredentialVars::new().with("GW_DESK", DESK);
-        let options = StartOptions { credential_vars: Some(vars), ..StartOptions::default() };
-        runtime.block_on(start(&resolved, options)).unwrap_or_else(|e| panic!("{e:#}"))
-    }
-
-    /// Stops the engine, and starts it again on the same address with the same certificate.
-    fn stop(&mut self) -> String {
-        let running = self.running.take().unwrap();
-        let listen = running.gateway_addr().unwrap().to_string();
-        self.runtime.block_on(running.stop());
-        listen
-    }
-
-    fn restart(&mut self, listen: &str) {
-        self.running = Some(Self::run(&self.runtime, self.dir.path(), listen));
-    }
-
-    fn running(&self) -> &Running {
-        self.running.as_ref().unwrap()
-    }
-
-    fn profile(&self) -> Profile {
-        Profile {
-            address: self.running().gateway_addr().unwrap().to_string(),
-            fingerprint: self.running().gateway_fingerprint().unwrap().to_owned(),
-            token_env: "MIRROR_TEST_DESK_TOKEN".into(),
-            server_name: "localhost".into(),
-        }
-    }
-
-    /// Net quantity of `symbol` the simulated broker holds for `follower`.
-    fn holds(&self, follower: &str, symbol: &str) -> Qty {
-        let positions = self.running().broker().positions(follower).unwrap();
-        positions.iter().filter(|p| p.symbol.as_str() == symbol).fold(Qty::ZERO, |sum, p| match p.side {
-            mirror_model::Side::Buy => sum + p.qty,
-            mirror_model::Side::Sell => sum - p.qty,
-        })
-    }
-
-    fn paused(&self, name: &str) -> bool {
-        let accounts = self.runtime.block_on(self.running().accounts());
-        accounts.iter().any(|a| a.name.as_ref() == name && a.summary.paused)
-    }
+fn profile(engine: &InProcessEngine) -> Profile {
+    engine.desk_profile("MIRROR_TEST_DESK_TOKEN")
 }
 
-impl Drop for Engine {
-    fn drop(&mut self) {
-        if let Some(running) = self.running.take() {
-            self.runtime.block_on(running.stop());
-        }
-    }
+/// Whether the engine holds account `name` paused.
+fn paused(engine: &InProcessEngine, name: &str) -> bool {
+    let accounts = engine.runtime.block_on(engine.running().accounts());
+    accounts.iter().any(|a| a.name.as_ref() == name && a.summary.paused)
 }
 
 fn q(text: &str) -> Qty {
@@ -174,9 +81,9 @@ fn q(text: &str) -> Qty {
 }
 
 /// The app, connected to the engine, in a headless harness the size of a desktop window.
-fn connected_app(engine: &Engine) -> Harness<'static, ManagerApp> {
+fn connected_app(engine: &InProcessEngine) -> Harness<'static, ManagerApp> {
     let mut app = ManagerApp::new(None);
-    app.connection.profile = engine.profile();
+    app.connection.profile = profile(engine);
     app.connect_with_token(DESK.into(), None);
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1600.0, 1000.0))
@@ -230,7 +137,7 @@ fn open_ticket(harness: &mut Harness<'_, ManagerApp>, symbol: &str, side: &str, 
 
 #[test]
 fn a_manual_ticket_is_confirmed_and_the_followers_hold_it_and_the_table_shows_it() {
-    let engine = Engine::start();
+    let engine = start_engine();
     let mut harness = connected_app(&engine);
     assert_eq!(harness.query_all_by_label_contains("1 pos").count(), 0, "nothing held yet");
     // The platform and the drawdown limit come from the configuration in force.
@@ -289,9 +196,7 @@ fn a_manual_ticket_is_confirmed_and_the_followers_hold_it_and_the_table_shows_it
     });
     // Paused for real: the next order of the source is skipped on every follower.
     let signal = engine.runtime.block_on(async {
-        let profile = engine.profile();
-        let config = ClientConfig::new(profile.address.parse().unwrap(), Trust::Fingerprint(profile.fingerprint), DESK);
-        let client = Client::connect(config).await.unwrap();
+        let client = Client::connect(engine.client_config(DESK)).await.unwrap();
         let key = client.next_position_key();
         let signal = client.submit(&Order::market(key, "ES", Side::Buy, "1").unwrap().into_ticket()).await.unwrap();
         client.close().await;
@@ -305,7 +210,7 @@ fn a_manual_ticket_is_confirmed_and_the_followers_hold_it_and_the_table_shows_it
 
 #[test]
 fn pausing_an_account_asks_first_then_the_table_shows_it_paused() {
-    let engine = Engine::start();
+    let engine = start_engine();
     let mut harness = connected_app(&engine);
     assert!(harness.query_by_label("paused").is_none());
     harness.get_by_label("f3").click();
@@ -315,12 +220,12 @@ fn pausing_an_account_asks_first_then_the_table_shows_it_paused() {
     harness.step();
     // The dialog says what will happen, and nothing happens until it is confirmed.
     assert!(harness.query_by_label_contains("f3 stops taking new copies").is_some());
-    assert!(!engine.paused("f3"));
+    assert!(!paused(&engine, "f3"));
     harness.get_by_label("Confirm").click();
     harness.step();
     wait_until(&mut harness, "f3 shown paused", |h| h.query_all_by_label("paused").count() >= 1);
-    assert!(engine.paused("f3"), "the engine paused f3");
-    assert!(!engine.paused("f1") && !engine.paused("f2"), "and only f3");
+    assert!(paused(&engine, "f3"), "the engine paused f3");
+    assert!(!paused(&engine, "f1") && !paused(&engine, "f2"), "and only f3");
     let row = &harness.state().model.accounts.values().find(|r| r.state.name == "f3").unwrap();
     assert!(row.state.paused);
     assert!(harness.query_by_label_contains("pause f3: done").is_some(), "the outcome is reported");
@@ -333,17 +238,15 @@ fn pausing_an_account_asks_first_then_the_table_shows_it_paused() {
     harness.step();
     std::thread::sleep(Duration::from_millis(300));
     harness.step();
-    assert!(engine.paused("f3"), "a cancelled resume changes nothing");
+    assert!(paused(&engine, "f3"), "a cancelled resume changes nothing");
 }
 
 #[test]
 fn a_refused_ticket_shows_the_engines_message_verbatim() {
-    let engine = Engine::start();
+    let engine = start_engine();
     // What the engine answers to this order, asked directly through the SDK.
     let expected = engine.runtime.block_on(async {
-        let profile = engine.profile();
-        let config = ClientConfig::new(profile.address.parse().unwrap(), Trust::Fingerprint(profile.fingerprint), DESK);
-        let client = Client::connect(config).await.unwrap();
+        let client = Client::connect(engine.client_config(DESK)).await.unwrap();
         let key = client.next_position_key();
         let refused = client.submit(&Order::market(key, "GC", Side::Buy, "1").unwrap().into_ticket()).await;
         client.close().await;
@@ -375,7 +278,7 @@ fn a_refused_ticket_shows_the_engines_message_verbatim() {
 
 #[test]
 fn the_connection_bar_says_connected_reconnecting_with_the_reason_and_failed() {
-    let mut engine = Engine::start();
+    let mut engine = start_engine();
     let mut harness = connected_app(&engine);
     assert!(harness.query_by_label_contains("connected as Admin").is_some());
 
@@ -392,9 +295,9 @@ fn the_connection_bar_says_connected_reconnecting_with_the_reason_and_failed() {
     assert_eq!(harness.state().model.accounts.len(), 3);
 
     // A token the engine does not know: no session, and trying again cannot help.
-    let engine = Engine::start();
+    let engine = start_engine();
     let mut app = ManagerApp::new(None);
-    app.connection.profile = engine.profile();
+    app.connection.profile = profile(&engine);
     app.connect_with_token("not-a-known-token-0123456789".into(), None);
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1600.0, 1000.0))

@@ -3,42 +3,20 @@
 //! in the graph is checked, shown as a change, applied live after confirmation, and then
 //! copies; what the engine refuses is shown with the engine's words.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use mirror_engine::app::{Running, StartOptions, start};
-use mirror_engine::config;
-use mirror_engine::secrets::CredentialVars;
 use mirror_map::{Change, Connection, MapApp, Profile};
 use mirror_model::Qty;
-use mirror_sdk::{Client, ClientConfig, Order, Side, Trust};
+use mirror_sdk::{Client, Order, Side};
+use mirror_testkit::{ENGINE, ES, InProcessEngine, SIM_INSTANT, WAIT};
 
-const WAIT: Duration = Duration::from_secs(20);
 const DESK: &str = "desk-token-0123456789";
 
-const CONFIG: &str = r#"# The desk's copy map.
-[engine]
-shards = 1
-spin_iterations = 100
-pin_cores = false
-
-[sim]
-tick_ms = 0
-latency_min_ms = 0
-latency_max_ms = 0
-slippage_ticks_max = 0
-
-[instruments.ES]
-kind = "future"
-contract_size = 50
-tick_size = "0.25"
-lot_step = 1
-min_qty = 1
-max_qty = 200
-price = 5000
-
+/// The configuration after its first comment and the shared blocks.
+const REST: &str = r#"
 [instruments.XAUUSD]
 kind = "cfd"
 contract_size = 100
@@ -82,85 +60,34 @@ role = "admin"
 source = "algo"
 "#;
 
-struct Engine {
-    runtime: tokio::runtime::Runtime,
-    running: Option<Running>,
-    file: PathBuf,
-    _dir: tempfile::TempDir,
+/// The desk's configuration, its first line a comment that a live apply must keep.
+fn config() -> String {
+    format!("# The desk's copy map.\n{ENGINE}{SIM_INSTANT}{ES}{REST}")
 }
 
-impl Engine {
-    /// The engine run from a file, as `mirror-engine run --config` does: a live apply
-    /// rewrites that file.
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("mirror.toml");
-        let text = format!(
-            "{CONFIG}\n[storage]\ndir = {:?}\n\n[gateway]\nlisten = \"127.0.0.1:0\"\ncert_dir = {:?}\n",
-            dir.path().join("data").display().to_string(),
-            dir.path().join("gateway").display().to_string(),
-        );
-        std::fs::write(&file, text).unwrap();
-        let resolved = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let vars = CredentialVars::new().with("GW_DESK", DESK);
-        let options = StartOptions { credential_vars: Some(vars), ..StartOptions::default() };
-        let running = runtime.block_on(start(&resolved, options)).unwrap_or_else(|e| panic!("{e:#}"));
-        Self { runtime, running: Some(running), file, _dir: dir }
-    }
-
-    fn running(&self) -> &Running {
-        self.running.as_ref().unwrap()
-    }
-
-    fn profile(&self) -> Profile {
-        Profile {
-            address: self.running().gateway_addr().unwrap().to_string(),
-            fingerprint: self.running().gateway_fingerprint().unwrap().to_owned(),
-            token_env: "MIRROR_TEST_DESK_TOKEN".into(),
-            server_name: "localhost".into(),
-        }
-    }
-
-    /// Net ES the simulated broker holds for `follower`.
-    fn holds_es(&self, follower: &str) -> Qty {
-        let positions = self.running().broker().positions(follower).unwrap();
-        positions.iter().filter(|p| p.symbol.as_str() == "ES").fold(Qty::ZERO, |sum, p| match p.side {
-            mirror_model::Side::Buy => sum + p.qty,
-            mirror_model::Side::Sell => sum - p.qty,
-        })
-    }
-
-    /// Buys `qty` ES as the algo source, through the SDK.
-    fn buy_es(&self, qty: &str) {
-        let profile = self.profile();
-        self.runtime.block_on(async {
-            let config = ClientConfig::new(
-                profile.address.parse().unwrap(),
-                Trust::Fingerprint(profile.fingerprint.clone()),
-                DESK.to_owned(),
-            );
-            let client = tokio::time::timeout(WAIT, Client::connect(config)).await.unwrap().unwrap();
-            let key = client.next_position_key();
-            let order = Order::market(key, "ES", Side::Buy, qty).unwrap().into_ticket();
-            tokio::time::timeout(WAIT, client.submit(&order)).await.unwrap().unwrap();
-            client.close().await;
-        });
-    }
+fn start_engine() -> InProcessEngine {
+    InProcessEngine::start(&config(), &[("GW_DESK", DESK)])
 }
 
-impl Drop for Engine {
-    fn drop(&mut self) {
-        if let Some(running) = self.running.take() {
-            self.runtime.block_on(running.stop());
-        }
-    }
+fn profile(engine: &InProcessEngine) -> Profile {
+    engine.desk_profile("MIRROR_TEST_DESK_TOKEN")
+}
+
+/// Buys `qty` ES as the algo source, through the SDK.
+fn buy_es(engine: &InProcessEngine, qty: &str) {
+    engine.runtime.block_on(async {
+        let client = tokio::time::timeout(WAIT, Client::connect(engine.client_config(DESK))).await.unwrap().unwrap();
+        let key = client.next_position_key();
+        let order = Order::market(key, "ES", Side::Buy, qty).unwrap().into_ticket();
+        tokio::time::timeout(WAIT, client.submit(&order)).await.unwrap().unwrap();
+        client.close().await;
+    });
 }
 
 /// The editor, connected, with the engine's configuration read.
-fn connected_editor(engine: &Engine) -> Harness<'static, MapApp> {
+fn connected_editor(engine: &InProcessEngine) -> Harness<'static, MapApp> {
     let mut app = MapApp::new(None);
-    app.connection.profile = engine.profile();
+    app.connection.profile = profile(engine);
     app.connect_with_token(DESK.into(), None);
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1600.0, 1000.0))
@@ -216,7 +143,7 @@ fn apply(harness: &mut Harness<'_, MapApp>) {
 
 #[test]
 fn a_link_drawn_in_the_editor_becomes_live() {
-    let engine = Engine::start();
+    let engine = start_engine();
     let mut harness = connected_editor(&engine);
     assert!(harness.query_by_label("link algo -> f1").is_some(), "the running link is drawn");
     assert!(harness.query_by_label_contains("in step with the engine").is_some());
@@ -252,22 +179,22 @@ fn a_link_drawn_in_the_editor_becomes_live() {
         app.messages().iter().any(|(ok, m)| *ok && m.starts_with("applied live")) && !app.has_changes()
     });
     assert!(harness.query_by_label_contains("in step with the engine").is_some());
-    let on_disk = std::fs::read_to_string(&engine.file).unwrap();
+    let on_disk = std::fs::read_to_string(engine.file()).unwrap();
     assert!(on_disk.contains("leader = \"algo\"\nfollower = \"f2\""), "{on_disk}");
     assert!(on_disk.starts_with("# The desk's copy map."), "comments kept");
 
     // Live: an algo order now reaches f2 too, at twice the size.
-    engine.buy_es("1");
+    buy_es(&engine, "1");
     let deadline = Instant::now() + WAIT;
-    while (engine.holds_es("f1"), engine.holds_es("f2")) != (Qty::parse("1").unwrap(), Qty::parse("2").unwrap()) {
-        assert!(Instant::now() < deadline, "f1 {} f2 {}", engine.holds_es("f1"), engine.holds_es("f2"));
+    while (engine.holds("f1", "ES"), engine.holds("f2", "ES")) != (Qty::parse("1").unwrap(), Qty::parse("2").unwrap()) {
+        assert!(Instant::now() < deadline, "f1 {} f2 {}", engine.holds("f1", "ES"), engine.holds("f2", "ES"));
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 #[test]
 fn checks_stop_an_apply_and_the_engine_refusal_is_shown() {
-    let engine = Engine::start();
+    let engine = start_engine();
     let mut harness = connected_editor(&engine);
     // ES futures into an account that trades only gold: refused by the editor's own check.
     draw_link(&mut harness, "algo", "gold");
@@ -300,5 +227,5 @@ fn checks_stop_an_apply_and_the_engine_refusal_is_shown() {
     let refusal = harness.state().messages().last().unwrap().1.clone();
     assert!(refusal.contains("accounts[0]"), "names what cannot change: {refusal}");
     assert!(harness.state().has_changes(), "the edit is kept to fix");
-    assert!(!std::fs::read_to_string(&engine.file).unwrap().contains("balance = 90000"), "nothing applied");
+    assert!(!std::fs::read_to_string(engine.file()).unwrap().contains("balance = 90000"), "nothing applied");
 }
