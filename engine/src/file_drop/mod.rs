@@ -888,7 +888,8 @@ fn invalid_report(name: &str, errors: &[RowError]) -> String {
 
 fn resumed_invalid_report(name: &str, errors: &[RowError], sent: &[SentRow]) -> String {
     let mut text = format!(
-        "{name} was stopped part-way: {} rows were sent before Mirror last stopped, and now the file has problems, so          nothing more of it was sent.\n\n",
+        "{name} was stopped part-way: {} rows were sent before Mirror last stopped, and now the file has problems, so \
+         nothing more of it was sent.\n\n",
         sent.len()
     );
     for error in errors.iter().take(REPORT_ERRORS_MAX) {

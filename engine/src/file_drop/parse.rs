@@ -294,13 +294,13 @@ fn json_rows(text: &str, max_rows: usize) -> Result<Vec<RawRow>, Vec<RowError>> 
                     return Err(vec![RowError::at(
                         1,
                         Some("signals"),
-                        format!("expected an array of signal objects, got {}", kind_of(&other)),
+                        format!("expected an array of signal objects, got {}", crate::http::kind_of(&other)),
                     )]);
                 }
                 None => return Err(vec![RowError::at(1, Some("signals"), format!("missing; {expected}"))]),
             }
         }
-        other => return Err(vec![RowError::at(1, None, format!("{expected}, got {}", kind_of(&other)))]),
+        other => return Err(vec![RowError::at(1, None, format!("{expected}, got {}", crate::http::kind_of(&other)))]),
     };
     if elements.is_empty() {
         return Err(vec![RowError::at(0, None, "the file holds no signals")]);
@@ -315,7 +315,11 @@ fn json_rows(text: &str, max_rows: usize) -> Result<Vec<RawRow>, Vec<RowError>> 
         // The scanner finds every element of valid JSON; the index is the fallback.
         let line = lines.get(index).copied().unwrap_or(0);
         let Value::Object(object) = element else {
-            errors.push(RowError::at(line, None, format!("expected a signal object, got {}", kind_of(&element))));
+            errors.push(RowError::at(
+                line,
+                None,
+                format!("expected a signal object, got {}", crate::http::kind_of(&element)),
+            ));
             continue;
         };
         let mut row = RawRow { line, cells: Vec::new(), unknown: Vec::new() };
@@ -329,7 +333,7 @@ fn json_rows(text: &str, max_rows: usize) -> Result<Vec<RawRow>, Vec<RowError>> 
                 Value::String(text) if text.trim().is_empty() => continue,
                 Value::String(text) => Cell::Text(text.trim().to_owned()),
                 Value::Number(number) => Cell::Number(number.to_string()),
-                other => Cell::Other(kind_of(&other)),
+                other => Cell::Other(crate::http::kind_of(&other)),
             };
             if row.cells.iter().any(|(c, _)| *c == column) {
                 errors.push(RowError::at(line, Some(&key), "given twice (field names are matched without case)"));
@@ -340,18 +344,6 @@ fn json_rows(text: &str, max_rows: usize) -> Result<Vec<RawRow>, Vec<RowError>> 
         rows.push(row);
     }
     if errors.is_empty() { Ok(rows) } else { Err(errors) }
-}
-
-/// What a JSON value is, for messages.
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// The line each element of the signal array starts on, in valid JSON text: the top-level
@@ -490,15 +482,7 @@ pub(super) fn validate(
 
 /// `file:<drop>/<file>:<line>`, at most [`mirror_model::NOTE_LEN_MAX`] bytes.
 fn default_note(context: &Context<'_>, line: usize) -> String {
-    let mut note = format!("file:{}/{}:{line}", context.drop, context.file);
-    if note.len() > mirror_model::NOTE_LEN_MAX {
-        let mut end = mirror_model::NOTE_LEN_MAX;
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-    }
-    note
+    mirror_model::fit_note(format!("file:{}/{}:{line}", context.drop, context.file))
 }
 
 /// The engine's refusal of a row, on the field it is about.

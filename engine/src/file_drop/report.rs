@@ -66,32 +66,14 @@ fn sync_folder(path: &Path) -> std::io::Result<()> {
 
 /// `2025-01-02T10:15:00Z`.
 pub(super) fn utc(unix_ms: i64) -> String {
-    let (year, month, day, hour, minute, second) = civil(unix_ms);
+    let (year, month, day, hour, minute, second) = crate::clock::civil_utc(unix_ms);
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
 /// `20250102T101500Z`, for file names.
 fn compact_utc(unix_ms: i64) -> String {
-    let (year, month, day, hour, minute, second) = civil(unix_ms);
+    let (year, month, day, hour, minute, second) = crate::clock::civil_utc(unix_ms);
     format!("{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z")
-}
-
-/// The UTC calendar date and time of a unix time (the proleptic Gregorian calendar, by the
-/// days-from-civil inverse: 400-year eras of 146 097 days, years starting in March so the leap
-/// day comes last).
-fn civil(unix_ms: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let seconds = unix_ms.div_euclid(1000);
-    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day, of_day / 3600, of_day % 3600 / 60, of_day % 60)
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ mod ticket;
 mod tradingview;
 
 pub use catalog::{Catalog, CatalogAccount, CatalogLink, CatalogSource};
+pub(crate) use fields::kind_of;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

@@ -3,7 +3,6 @@
 //! flushed to disk, then renamed over the old one, so a crash leaves the old state or the
 //! new one, never half of either.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -28,25 +27,10 @@ pub(crate) fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, String
     })
 }
 
-/// Replaces the state at `path` with `value`.
+/// Replaces the state at `path` with `value` (owner-only, as the secrets store writes its files).
 pub(crate) fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
-    let failed = |what: &str, error: std::io::Error| format!("{}: cannot be {what}: {error}", path.display());
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| failed("given its directory", e))?;
-    }
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| format!("{}: cannot be encoded: {e}", path.display()))?;
-    let temporary = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&temporary).map_err(|e| failed("written", e))?;
-    file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(|e| failed("written", e))?;
-    drop(file);
-    std::fs::rename(&temporary, path).map_err(|e| failed("replaced", e))?;
-    // The rename is durable once the directory is; not every platform can open one.
-    if let Some(dir) = path.parent()
-        && let Ok(dir) = std::fs::File::open(dir)
-    {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    crate::secrets::write_atomically(path, &bytes).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -61,7 +45,8 @@ mod tests {
         save(&file, &vec![1u32, 2]).unwrap();
         save(&file, &vec![3u32]).unwrap();
         assert_eq!(load::<Vec<u32>>(&file).unwrap(), Some(vec![3]));
-        assert!(!file.with_extension("json.tmp").exists());
+        let left: Vec<_> = std::fs::read_dir(file.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, [std::ffi::OsString::from("telegram-signals.json")], "no temporary file left");
         std::fs::write(&file, "{").unwrap();
         let error = load::<Vec<u32>>(&file).unwrap_err();
         assert!(error.contains("telegram-signals.json: not a webhook state file"), "{error}");

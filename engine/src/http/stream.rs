@@ -314,8 +314,12 @@ impl Subscriber {
                 _ = stopping.changed() => return Err(End::Stopping),
                 message = messages.recv() => match message {
                     Some(Ok(Message::Ping(bytes))) => {
-                        if self.session.pong(&bytes).await.is_err() {
-                            return Err(End::Client);
+                        // Bounded like every other write: a client that pings but never reads
+                        // must not hold this task (and its stream slot) forever.
+                        match tokio::time::timeout(self.write_timeout, self.session.pong(&bytes)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => return Err(End::Client),
+                            Err(_) => return Err(End::Slow),
                         }
                     }
                     Some(Ok(Message::Pong(_) | Message::Text(_) | Message::Nop)) => {}

@@ -80,15 +80,3 @@ pub(crate) async fn submit(
         Err(_) => Err(Refusal::Timeout(limit)),
     }
 }
-
-/// `note` cut to what a signal carries, at a character boundary.
-pub(crate) fn fit_note(mut note: String) -> String {
-    if note.len() > mirror_model::NOTE_LEN_MAX {
-        let mut end = mirror_model::NOTE_LEN_MAX;
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-    }
-    note
-}

@@ -27,6 +27,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+pub(crate) use file::write_atomically;
 pub(crate) use key::fill_random;
 pub use key::{MASTER_KEY_LEN, MasterKey};
 pub use secret::{CredentialRef, CredentialVars, Secret};

@@ -236,7 +236,7 @@ fn run(
                 TelemetryMsg::Refused { signal, reason } => {
                     tracing::warn!(%signal, %reason, "signal refused before fan-out");
                 }
-                TelemetryMsg::Signal(seen) => feed.publish_signal(&seen),
+                TelemetryMsg::Signal(seen) => feed.publish_signal(seen),
                 TelemetryMsg::Stop => {
                     publish(&published, &fanout);
                     return;

@@ -92,11 +92,11 @@ impl AuditFeed {
     }
 
     /// Hands a signal to every signal subscriber without waiting (the telemetry thread).
-    pub(crate) fn publish_signal(&self, seen: &SignalSeen) {
+    pub(crate) fn publish_signal(&self, seen: Box<SignalSeen>) {
         if !self.wants_signals() {
             return;
         }
-        let seen = Arc::new(seen.clone());
+        let seen: Arc<SignalSeen> = Arc::from(seen);
         let mut subscribers = self.inner.signal_subscribers.lock().unwrap_or_else(PoisonError::into_inner);
         subscribers.retain(|subscriber| match subscriber.sender.try_send(Arc::clone(&seen)) {
             Ok(()) => true,
@@ -227,13 +227,13 @@ mod tests {
         assert!(!feed.wants_signals(), "audit subscribers do not ask for signals");
         let slow = feed.subscribe_signals(1);
         assert!(feed.wants_signals());
-        feed.publish_signal(&seen(1));
-        feed.publish_signal(&seen(2));
+        feed.publish_signal(Box::new(seen(1)));
+        feed.publish_signal(Box::new(seen(2)));
         assert_eq!(slow.take_lost(), 1);
         assert_eq!(slow.try_recv().unwrap().signal.id.0, 1);
         assert!(audits.try_recv().is_none(), "signals are not audit records");
         drop(slow);
-        feed.publish_signal(&seen(3));
+        feed.publish_signal(Box::new(seen(3)));
         assert!(!feed.wants_signals(), "a dropped subscription is forgotten");
     }
 }

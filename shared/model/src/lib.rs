@@ -35,7 +35,7 @@ pub use rules::{
 };
 pub use signal::{
     ArchivedOpenSignal, ArchivedSignal, ArchivedSignalAction, NOTE_LEN_MAX, OpenSignal, Signal, SignalAction,
-    SignalError, SignalView,
+    SignalError, SignalView, fit_note,
 };
 pub use sizing::proportional_close;
 pub use symbol::{ArchivedSymbol, SYMBOL_LEN_MAX, Symbol, SymbolError};

@@ -15,6 +15,18 @@ use crate::symbol::Symbol;
 /// Longest free-text note a signal may carry, in bytes.
 pub const NOTE_LEN_MAX: usize = 256;
 
+/// `note` cut to at most [`NOTE_LEN_MAX`] bytes, at a character boundary.
+pub fn fit_note(mut note: String) -> String {
+    if note.len() > NOTE_LEN_MAX {
+        let mut end = NOTE_LEN_MAX;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+    }
+    note
+}
+
 /// A signal to copy.
 #[derive(
     Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,

@@ -9,8 +9,7 @@
 //! a lower role than its own with `scope` (least privilege), never a higher one.
 
 use std::fs;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -201,26 +200,10 @@ fn check_private(_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` readable by its owner only: to a temporary file first, then
-/// renamed, so that a crash never leaves half a key where the key is looked for.
+/// Writes `bytes` to `path` readable by its owner only (0600), replaced atomically and made
+/// durable, as the secrets store writes its files.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let temporary = PathBuf::from(format!("{}.tmp", path.display()));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let write = |file: &mut fs::File| file.write_all(bytes).and_then(|()| file.sync_all());
-    options
-        .open(&temporary)
-        .and_then(|mut file| write(&mut file))
-        .and_then(|()| fs::rename(&temporary, path))
-        .map_err(|e| format!("writing {}: {e}", path.display()))
+    crate::secrets::write_atomically(path, bytes).map_err(|e| e.to_string())
 }
 
 /// An RFC 6749 §5.2 error answer.

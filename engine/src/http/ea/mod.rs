@@ -37,9 +37,10 @@ use tokio::sync::Mutex;
 
 use super::limits::Route;
 use super::problem::Problem;
-use super::submit::{fit_note, submit};
+use super::submit::submit;
 use super::{State, Webhook, WebhookKind, signed, state_file};
 use events::Batch;
+use mirror_model::fit_note;
 
 /// The header the EA sends the webhook's secret in.
 pub(crate) const SECRET_HEADER: &str = "x-mirror-secret";

@@ -52,9 +52,10 @@ use tokio::sync::Mutex;
 use super::fields;
 use super::limits::Route;
 use super::problem::Problem;
-use super::submit::{fit_note, submit};
+use super::submit::submit;
 use super::{State, Webhook, WebhookKind, state_file};
 use book::{Book, BookFile, Opened};
+use mirror_model::fit_note;
 use parse::{Intent, OpenIntent, Reading};
 
 /// The header Telegram sends `setWebhook`'s `secret_token` in.
