@@ -321,7 +321,10 @@ pub struct Model {
     pub facts: Option<EngineFacts>,
     /// Bumped whenever the accounts table may read differently (for the UI's cached order).
     pub version: u64,
-    pending_fills: HashMap<(u32, u64), u64>,
+    /// Per (account, signal): the first record's time while its first fill is awaited, `None`
+    /// once it came (so that the fill's own log line, or a later partial fill, does not start
+    /// the timer again). Bounded by `pending_order`.
+    pending_fills: HashMap<(u32, u64), Option<u64>>,
     pending_order: VecDeque<(u32, u64)>,
 }
 
@@ -498,7 +501,7 @@ impl Model {
     }
 
     fn apply_fill(&mut self, fill: &FillState) {
-        if let Some(started) = self.pending_fills.remove(&(fill.account, fill.signal))
+        if let Some(started) = self.pending_fills.get_mut(&(fill.account, fill.signal)).and_then(Option::take)
             && let Some(row) = self.accounts.get_mut(&fill.account)
         {
             row.fill_latency_ns = Some(fill.mono_ns.saturating_sub(started));
@@ -549,7 +552,7 @@ impl Model {
         // The first record of a signal on an account starts its fill timer.
         if line.signal != 0 && !self.pending_fills.contains_key(&(line.account, line.signal)) {
             let key = (line.account, line.signal);
-            self.pending_fills.insert(key, line.mono_ns);
+            self.pending_fills.insert(key, Some(line.mono_ns));
             self.pending_order.push_back(key);
             while self.pending_order.len() > PENDING_FILLS_MAX {
                 if let Some(oldest) = self.pending_order.pop_front() {
@@ -600,7 +603,7 @@ impl Model {
 
     /// Signals waiting for a first fill (for tests of the bound).
     pub fn pending_fills(&self) -> usize {
-        self.pending_fills.len()
+        self.pending_fills.values().filter(|started| started.is_some()).count()
     }
 }
 
@@ -982,6 +985,8 @@ mod tests {
                     log(1, 5, "acct-1: copied Buy 1 ES as m5.1.0", 1_000_000),
                     log(1, 5, "acct-1: m5.1.0 accepted", 2_000_000),
                     DeltaEvent::Fill(fill.clone()),
+                    // The fill's own log line comes right after it: it must not start a new timer.
+                    log(1, 5, "acct-1: m5.1.0 filled 1 at 1", 4_500_000),
                     DeltaEvent::Fill(FillState { mono_ns: 9_000_000, ..fill }),
                 ],
             ),
