@@ -195,15 +195,16 @@ fn level_color(level: Level) -> Color32 {
 }
 
 fn hop_color(kind: HopKind) -> Color32 {
+    if kind.is_failure() {
+        return Color32::from_rgb(0xff, 0x60, 0x60);
+    }
     match kind {
         HopKind::Copied | HopKind::Closing | HopKind::Resent => Color32::from_rgb(0x6a, 0xa8, 0xff),
         HopKind::Accepted => Color32::from_rgb(0xc0, 0x9c, 0xff),
         HopKind::Filled | HopKind::PartlyFilled => Color32::from_rgb(0x5c, 0xd6, 0x7c),
-        HopKind::Skipped | HopKind::Cancelled => Color32::GRAY,
         HopKind::SignalTaken => Color32::from_rgb(0xe0, 0xc0, 0x60),
-        HopKind::Rejected | HopKind::NotSent | HopKind::Unknown | HopKind::Expired | HopKind::SignalRefused => {
-            Color32::from_rgb(0xff, 0x60, 0x60)
-        }
+        // Skipped and cancelled: ended, not failed.
+        _ => Color32::GRAY,
     }
 }
 
@@ -901,10 +902,8 @@ fn timeline_drawing(ui: &mut Ui, followers: &[crate::model::timeline::FollowerHo
 }
 
 impl eframe::App for LogsApp {
-    fn logic(&mut self, _ctx: &egui::Context, _frame: &mut eframe::Frame) {
-        self.pump();
-    }
-
+    // `show` takes in what arrived (once per frame: a second pump here would double the
+    // per-frame budget).
     fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
         self.show(ui);
     }

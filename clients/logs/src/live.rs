@@ -221,11 +221,6 @@ impl LiveFold {
         self.epoch.zip(self.seq)
     }
 
-    /// Lines added so far.
-    pub fn lines(&self) -> u64 {
-        self.lines
-    }
-
     /// How many times the stream restarted from a snapshot mid-way, the numbered changes
     /// skipped in all, and the first of those gaps.
     pub fn gaps(&self) -> (u64, u64, &[Gap]) {

@@ -7,7 +7,8 @@
 //!   model takes in. Nothing is lost silently, and memory stays bounded.
 //! - command outcomes, backend → UI: [`OUTCOMES_CAPACITY`]; the command's task waits for room.
 //! - commands, UI → backend: [`COMMANDS_CAPACITY`]; when full the UI is told at once (`try_send`)
-//!   and the command is not sent.
+//!   and the command is not sent. At most [`COMMANDS_CAPACITY`] commands run at once; the
+//!   others wait in that queue.
 //! - the connection state is a `watch`: only the latest counts.
 //!
 //! The UI drains at most a fixed number of updates per frame. Every network await has a
@@ -278,23 +279,27 @@ async fn run(
         }
     };
     links.state(connected(&client));
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(execute(client.clone(), 0, Command::ReadConfig, links.clone()));
-    tasks.spawn(subscribe(client.clone(), links.clone()));
-    tasks.spawn(watchdog(client.clone(), links.clone()));
+    let mut streams = tokio::task::JoinSet::new();
+    streams.spawn(subscribe(client.clone(), links.clone()));
+    streams.spawn(watchdog(client.clone(), links.clone()));
+    let mut running = tokio::task::JoinSet::new();
+    running.spawn(execute(client.clone(), 0, Command::ReadConfig, links.clone()));
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            command = commands.recv_async() => match command {
+            // Taken from the queue only while fewer than its capacity run: the queue bounds them.
+            command = commands.recv_async(), if running.len() < COMMANDS_CAPACITY => match command {
                 Ok((id, command)) => {
-                    tasks.spawn(execute(client.clone(), id, command, links.clone()));
+                    running.spawn(execute(client.clone(), id, command, links.clone()));
                 }
                 Err(_) => break,
             },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
         }
     }
-    tasks.abort_all();
+    running.abort_all();
+    streams.abort_all();
     client.close().await;
 }
 

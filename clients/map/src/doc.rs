@@ -232,8 +232,6 @@ pub struct CopyMap {
     pub nodes: Vec<Node>,
     /// Links in the file's order (the index is the link's identity while editing).
     pub links: Vec<Link>,
-    /// Risk profiles defined (`[risk.<name>]`).
-    pub risk_profiles: Vec<String>,
 }
 
 impl CopyMap {
@@ -483,9 +481,6 @@ fn read_map(document: &DocumentMut) -> Result<CopyMap, DocError> {
             let kind = spec.get("kind").and_then(Item::as_str).unwrap_or("forex");
             map.instruments.insert(symbol.to_owned(), kind.to_owned());
         }
-    }
-    if let Some(risk) = document.get("risk").and_then(Item::as_table_like) {
-        map.risk_profiles = risk.iter().map(|(name, _)| name.to_owned()).collect();
     }
     for (section, kind) in [("sources", NodeKind::Source), ("accounts", NodeKind::Account)] {
         let Some(item) = document.get(section) else { continue };

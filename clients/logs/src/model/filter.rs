@@ -25,11 +25,6 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Whether nothing is filtered.
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-
     fn compile(&self) -> Compiled {
         let needle = self.text.trim().to_lowercase();
         Compiled { filter: self.clone(), ascii: needle.is_ascii(), needle }
@@ -107,12 +102,6 @@ impl FilteredIndex {
         self.scanned_to = store.first_number();
         self.rebuilds += 1;
         self.sync(store);
-    }
-
-    /// Forgets every row (the store was replaced).
-    pub fn reset(&mut self) {
-        self.rows.clear();
-        self.scanned_to = 0;
     }
 
     /// Catches up with the store: drops rows of lines it no longer holds and tests the lines

@@ -167,11 +167,6 @@ impl Timeline {
         rows.sort_by_key(|row| (row.hops.first().map_or(i64::MAX, |h| h.at_ns), row.account));
         rows
     }
-
-    /// Whether no hop was seen.
-    pub fn is_empty(&self) -> bool {
-        self.followers.is_empty() && self.taken.is_none()
-    }
 }
 
 #[cfg(test)]
