@@ -42,20 +42,14 @@ pub struct LiveConfig {
 
 struct InForce {
     text: String,
-    /// SHA-256 of `text`, as lower-case hex: the version an edit names (`If-Match`).
+    /// SHA-256 of `text` (the configuration's digest), hex: the version an edit names (`If-Match`).
     version: String,
-    /// Each link's (origin, follower) and whether it is configured paused.
-    links: Vec<(Origin, AccountId, bool)>,
 }
 
 impl std::fmt::Debug for LiveConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveConfig").field("path", &self.path).finish_non_exhaustive()
     }
-}
-
-fn link_keys(resolved: &Resolved) -> Vec<(Origin, AccountId, bool)> {
-    resolved.links.iter().map(|l| (l.leader, l.follower, l.paused)).collect()
 }
 
 impl LiveConfig {
@@ -76,7 +70,7 @@ impl LiveConfig {
         Self {
             engine,
             path,
-            state: Mutex::new(InForce { version: version_of(&text), text, links: link_keys(resolved) }),
+            state: Mutex::new(InForce { version: resolved.digest.clone(), text }),
             catalog: Arc::new(ArcSwap::from_pointee(Catalog::from_resolved(resolved))),
         }
     }
@@ -130,11 +124,20 @@ impl LiveConfig {
             .collect();
         let paused: Vec<(Origin, AccountId)> =
             resolved.links.iter().filter(|l| l.paused).map(|l| (l.leader, l.follower)).collect();
-        let risk: FxHashMap<AccountId, _> = resolved.accounts.iter().map(|a| (a.id, a.risk)).collect();
+        // Only the limits that change: an account whose links and limits stay is not touched.
+        let catalog = self.catalog.load_full();
+        let risk: FxHashMap<AccountId, _> = resolved
+            .accounts
+            .iter()
+            .filter(|a| catalog.accounts.iter().find(|c| c.id == a.id).is_none_or(|c| c.risk != a.risk))
+            .map(|a| (a.id, a.risk))
+            .collect();
         self.engine.relink(links, &paused, &risk).map_err(|e| format!("not applied: {e}"))?;
         // Links that stayed and whose `paused` changed: paused or resumed now.
-        for (index, (origin, follower, paused)) in link_keys(&resolved).into_iter().enumerate() {
-            let before = in_force.links.iter().find(|(o, f, _)| *o == origin && *f == follower).map(|l| l.2);
+        for (index, link) in resolved.links.iter().enumerate() {
+            let (origin, follower, paused) = (link.leader, link.follower, link.paused);
+            let before =
+                catalog.links.iter().find(|l| l.leader == origin && l.follower == follower).map(|l| l.paused_at_start);
             if before.is_some_and(|was| was != paused) {
                 let id = LinkId(u32::try_from(index).unwrap_or(u32::MAX));
                 let control = if paused { Control::PauseLink(id) } else { Control::ResumeLink(id) };
@@ -158,8 +161,7 @@ impl LiveConfig {
         }
         let written = write_over(path, &in_force.text, text);
         in_force.text = text.to_owned();
-        in_force.version = version_of(text);
-        in_force.links = link_keys(&resolved);
+        in_force.version = resolved.digest.clone();
         self.catalog.store(Arc::new(Catalog::from_resolved(&resolved)));
         tracing::info!(who, links = resolved.links.len(), file = %path.display(), "configuration applied live");
         written.map_err(|e| {
@@ -223,12 +225,6 @@ impl std::fmt::Display for EditError {
             Self::Edit(reason) | Self::NotApplied(reason) => f.write_str(reason),
         }
     }
-}
-
-/// The version of a configuration text: its SHA-256, as lower-case hex.
-fn version_of(text: &str) -> String {
-    use sha2::Digest as _;
-    crate::hex::lower_hex(&sha2::Sha256::digest(text.as_bytes()))
 }
 
 /// Writes `text` over `path` atomically, keeping `previous` as `<path>.prev`.
