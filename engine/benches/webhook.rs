@@ -90,7 +90,10 @@ async fn post(server: SocketAddr, body: &str) -> (SignalId, Instant) {
     let mut raw = Vec::new();
     let mut chunk = [0_u8; 4096];
     let (head_len, body_len) = loop {
-        let n = stream.read(&mut chunk).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("the answer within 10 s")
+            .unwrap();
         assert!(n > 0, "the connection closed before the answer was complete: {}", String::from_utf8_lossy(&raw));
         raw.extend_from_slice(&chunk[..n]);
         let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
@@ -108,7 +111,7 @@ async fn post(server: SocketAddr, body: &str) -> (SignalId, Instant) {
     assert!(text.starts_with("HTTP/1.1 202"), "{text}");
     let value: serde_json::Value = serde_json::from_slice(&raw[head_len..head_len + body_len]).unwrap();
     // Then the close, untimed.
-    let _ = stream.read_to_end(&mut raw).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await;
     (SignalId(value["signal"].as_u64().unwrap()), answered)
 }
 

@@ -321,7 +321,7 @@ async fn the_rest_api_reads_state_sends_tickets_and_controls_accounts() {
         let detail = reply.problem(403);
         assert!(detail.contains("role"), "{method} {path}: {detail}");
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.settle(Duration::from_millis(200), WAIT).await;
     assert_eq!(viewer.get("/api/v1/latency").await["signals"], before, "nothing was sent");
     eventually(&running, "still flat", &[("f1", "ES", 0), ("f2", "ES", 0)]).await;
 
@@ -408,7 +408,7 @@ async fn bad_api_input_is_refused_with_a_problem_naming_it_and_nothing_is_sent()
     let reply = trader.call("GET", "/api/v1/accounts/nobody", None).await;
     assert!(reply.problem(404).contains("no account `nobody`"), "{reply:?}");
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.settle(Duration::from_millis(200), WAIT).await;
     assert_eq!(trader.get("/api/v1/latency").await["signals"], 0, "nothing was sent");
     for follower in ["f1", "f2", "outsider"] {
         assert!(running.broker().positions(follower).unwrap().is_empty(), "{follower}");
@@ -471,6 +471,7 @@ async fn every_documented_operation_is_served() {
                 String::new()
             };
             assert!(!detail.starts_with("no route") && reply.status != 405, "{method} {path}: {reply:?}");
+            assert!(reply.status < 500, "{method} {path} failed on the server: {reply:?}");
         }
     }
     running.stop().await;

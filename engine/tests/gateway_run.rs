@@ -14,8 +14,7 @@ use mirror_engine::config::{self, Resolved};
 use mirror_engine::secrets::CredentialVars;
 use mirror_model::{Qty, SourceId};
 use mirror_sdk::{Client, ClientConfig, ErrorCode, Order, Role, SdkError, Side, Trust};
-
-const WAIT: Duration = Duration::from_secs(15);
+use support::WAIT;
 
 const TRADER: &str = "trader-token-0123456789";
 const VIEWER: &str = "viewer-token-0123456789";

@@ -23,18 +23,9 @@ const TG_SECRET: &str = "tg-secret_0123456789abcdef";
 const EA_SECRET: &str = "ea-secret-0123456789abcdef";
 const CHANNEL: i64 = -1001234567890;
 
-const CONFIG: &str = r#"
-[engine]
-shards = 1
-spin_iterations = 100
-pin_cores = false
-
-[sim]
-tick_ms = 0
-latency_min_ms = 0
-latency_max_ms = 0
-slippage_ticks_max = 0
-
+const CONFIG: &str = concat!(
+    engine_sim!(),
+    r#"
 [instruments.XAUUSD]
 kind = "cfd"
 contract_size = 100
@@ -123,7 +114,8 @@ kind = "metatrader_ea"
 secret = "env:EA_SECRET"
 source = "terminal"
 allow_ips = ["127.0.0.0/8"]
-"#;
+"#
+);
 
 fn resolve(dir: &Path) -> Resolved {
     let text = format!("{CONFIG}\n[storage]\ndir = {:?}\n", dir.join("data").display().to_string());

@@ -585,7 +585,9 @@ async fn an_unreachable_provider_is_named_without_hanging() {
     let started = Instant::now();
     let error = auth.verify(Some(&bearer)).await.unwrap_err();
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(700) && waited < Duration::from_secs(3), "{waited:?}");
+    // It gave up at its timeout: not before, and not hanging on (a generous bound, for a busy
+    // machine).
+    assert!(waited >= Duration::from_millis(700) && waited < Duration::from_secs(15), "{waited:?}");
     assert!(
         error
             .to_string()
@@ -594,7 +596,8 @@ async fn an_unreachable_provider_is_named_without_hanging() {
     );
     let started = Instant::now();
     assert!(matches!(auth.verify(Some(&bearer)).await.unwrap_err(), AuthError::KeysUnavailable(_)));
-    assert!(started.elapsed() < Duration::from_millis(200));
+    // The failure is remembered: no second fetch, which would wait the 700 ms timeout again.
+    assert!(started.elapsed() < Duration::from_millis(700), "{:?}", started.elapsed());
     held.abort();
 
     // A certificate the client does not trust (the public roots, not the provider's CA).
