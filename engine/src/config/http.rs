@@ -285,7 +285,8 @@ fn check_url(text: &str, https_only: bool) -> Result<url::Url, String> {
         return Err(format!("`{text}` names no host"));
     }
     if url.fragment().is_some() || (!https_only && url.query().is_some()) {
-        return Err(format!("`{text}`: an issuer has no query or fragment"));
+        let what = if https_only { "a fragment" } else { "a query or fragment" };
+        return Err(format!("`{text}`: this URL may not have {what}"));
     }
     Ok(url)
 }

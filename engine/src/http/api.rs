@@ -301,8 +301,12 @@ async fn signal(request: HttpRequest, state: web::Data<State>) -> Result<HttpRes
     let text = request.match_info().get("signal").unwrap_or_default();
     let id: u64 =
         text.parse().map_err(|_| Problem::not_found(format!("`{text}` is not a signal id (a whole number)")))?;
-    let stored = match state.engine.journal() {
-        Some(journal) => journal.signal(SignalId(id)).map_err(|e| Problem::internal(format!("journal: {e}")))?,
+    // A journal read is storage I/O: off the server's worker thread, as `/journal` reads it.
+    let stored = match state.engine.journal().cloned() {
+        Some(journal) => tokio::task::spawn_blocking(move || journal.signal(SignalId(id)))
+            .await
+            .map_err(|e| Problem::internal(e.to_string()))?
+            .map_err(|e| Problem::internal(format!("journal: {e}")))?,
         None => None,
     };
     let copies = state.live()?.board().get(id);
